@@ -1,0 +1,53 @@
+# Thin, documented targets. Each sets up .venv on first use (pinned by requirements.lock).
+# `make help` lists them.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export MPLBACKEND := Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test test-fast data release solutions check grade lint lock clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with the pinned dependencies (idempotent)
+
+data: $(STAMP)  ## stage MNIST into data/MNIST/raw (download, or FROM=DIR for a local mirror)
+	$(BIN)/course data fetch mnist $(if $(FROM),--from $(FROM))
+
+demo: $(STAMP)  ## end-to-end demo: release from source, grade the demo submissions, print grades
+	$(BIN)/python -m course.demo
+
+test: $(STAMP)  ## run every test of the bundle (what CI runs)
+	$(BIN)/python -m pytest -q
+
+release: $(STAMP)  ## regenerate release/ from source/ (nbgrader)
+	$(BIN)/course release
+
+solutions: $(STAMP)  ## regenerate and execute solutions/ at full scale
+	$(BIN)/course solutions
+
+check: $(STAMP)  ## fail if release/ or solutions/ is out of sync with source/
+	$(BIN)/course check
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check course autograder tests
+
+lock:  ## re-pin requirements.lock from a fresh install of pyproject.toml
+	rm -rf /tmp/course-lock && $(PYTHON) -m venv /tmp/course-lock
+	/tmp/course-lock/bin/pip install --quiet '.[dev]'
+	/tmp/course-lock/bin/pip freeze --exclude course | sed 's/+cpu$$//' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:  ## remove caches and grading output (keeps .venv and data)
+	rm -rf .pytest_cache .ruff_cache grades demo/out

@@ -1,0 +1,140 @@
+"""The ``course`` command-line tool: the instructor's verbs.
+
+Every verb has ``--help``; bad input ends with one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from course.errors import CourseError
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from course import data, toy
+
+    if args.action == "fetch":
+        paths = data.fetch(args.name, dest=args.dest, from_dir=args.from_dir)
+        for p in paths:
+            print(p)
+        return 0
+    if args.action == "verify":
+        for line in data.verify(args.name, root=args.dest):
+            print(line)
+        return 0
+    if args.action == "toy":
+        for p in toy.generate(args.dest):
+            print(p)
+        return 0
+    if args.action == "list":
+        for name in data.REGISTRY:
+            print(name)
+        return 0
+    raise CourseError(f"unknown data action {args.action!r}")
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    from course import generate
+
+    for a in _assignments(args.assignment):
+        print(generate.release(a))
+    return 0
+
+
+def _cmd_solutions(args: argparse.Namespace) -> int:
+    from course import generate
+
+    for a in _assignments(args.assignment):
+        print(generate.solutions(a, execute=not args.no_execute))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from course import generate
+
+    problems = generate.check(_assignments(args.assignment))
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"course check: {len(problems)} problem(s); run `make release solutions`", file=sys.stderr)
+        return 1
+    print("release/ and solutions/ are in sync with source/")
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from course.grading import cli as grading_cli
+
+    return grading_cli.run(args)
+
+
+def _assignments(given: list[str] | None) -> list[str]:
+    from course.paths import assignment_ids, check_assignment
+
+    if not given:
+        ids = assignment_ids()
+        if not ids:
+            raise CourseError("no assignments found under source/")
+        return ids
+    return [check_assignment(a) for a in given]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="course",
+        description="Unsupervised Learning course bundle: data, releases, solutions and grading.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("data", help="stage and verify datasets (MNIST, toy data)",
+                       description="Stage and verify datasets.")
+    p.add_argument("action", choices=["fetch", "verify", "toy", "list"],
+                   help="fetch: download (or copy with --from) and verify; verify: check the "
+                        "staged files; toy: regenerate the toy npz files; list: dataset names")
+    p.add_argument("name", nargs="?", default="mnist", help="dataset name (default: mnist)")
+    p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                   help="copy the files from a local mirror folder instead of downloading")
+    p.add_argument("--dest", type=Path, default=None,
+                   help="data folder (default: $COURSE_DATA or <repo>/data)")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("release", help="generate student notebooks in release/ (nbgrader)",
+                       description="Generate release/<id>/ from source/<id>/ with nbgrader.")
+    p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
+    p.set_defaults(func=_cmd_release)
+
+    p = sub.add_parser("solutions", help="generate executed solution notebooks in solutions/",
+                       description="Generate solutions/<id>/ from source/<id>/ and execute it "
+                                   "at full scale (figures included).")
+    p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
+    p.add_argument("--no-execute", action="store_true", help="write without executing")
+    p.set_defaults(func=_cmd_solutions)
+
+    p = sub.add_parser("check", help="are release/ and solutions/ in sync with source/?",
+                       description="Exit non-zero if release/ or solutions/ is stale or edited by hand.")
+    p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
+    p.set_defaults(func=_cmd_check)
+
+    from course.grading.cli import add_grade_parser
+
+    add_grade_parser(sub, _cmd_grade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as exc:
+        print(f"course {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"course {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Grading across a trust boundary: student code runs only in worker processes."""
