@@ -9,7 +9,7 @@ epochs so each notebook executes in about a minute on 2 CPU cores. Select with t
 from __future__ import annotations
 
 import os
-from types import MappingProxyType
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -35,14 +35,29 @@ def profile_name() -> str:
     return name
 
 
-class Scale(MappingProxyType):
+class Scale(Mapping[str, Any]):
     """Read-only mapping of an assignment's knobs that also allows attribute access."""
+
+    def __init__(self, knobs: Mapping[str, Any]) -> None:
+        self._knobs = dict(knobs)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._knobs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._knobs)
+
+    def __len__(self) -> int:
+        return len(self._knobs)
 
     def __getattr__(self, key: str) -> Any:
         try:
-            return self[key]
+            return self._knobs[key]
         except KeyError:
-            raise AttributeError(key) from None
+            raise AttributeError(f"scale has no knob {key!r}") from None
+
+    def __repr__(self) -> str:
+        return f"Scale({self._knobs!r})"
 
 
 def scale(assignment: str, profile: str | None = None) -> Scale:

@@ -1,14 +1,70 @@
-"""`course grade` (filled in by the grading module)."""
+"""``course grade``: grade notebooks, or a whole class in nbgrader's submitted/ layout."""
+
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from course.errors import CourseError
 
 
-def add_grade_parser(sub, func) -> None:
-    p = sub.add_parser("grade", help="grade submissions with the hidden tests")
-    p.add_argument("notebooks", nargs="*")
+def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
+    p = sub.add_parser(
+        "grade",
+        help="grade submissions with the hidden tests (student code runs only in sandboxed workers)",
+        description="Grade notebooks with the hidden tests in autograder/. Writes "
+                    "OUT/<submission>/results.json (Gradescope schema) and feedback.md, a class "
+                    "CSV, and prints a table. Results already there for the same notebook and "
+                    "tests are reused, so an interrupted run can simply be run again.",
+    )
+    p.add_argument("notebooks", nargs="*", type=Path, help="submission notebooks to grade")
+    p.add_argument("--class", dest="klass", metavar="ASSIGNMENT",
+                   help="grade every submitted/<student>/ASSIGNMENT/ASSIGNMENT.ipynb")
+    p.add_argument("--submitted", type=Path, default=Path("submitted"),
+                   help="nbgrader's submitted/ folder (default: ./submitted)")
+    p.add_argument("--assignment", help="assignment id (default: guessed from the file names)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: grades/<assignment>)")
+    p.add_argument("--device", default="cpu",
+                   help="device for student code: cpu, cuda, mps or auto (default: cpu)")
+    p.add_argument("-j", "--jobs", type=int, default=0,
+                   help="submissions graded at once (default: half the CPU cores, at least 1)")
+    p.add_argument("--budget", type=float, default=900.0,
+                   help="wall-clock seconds one submission may use in total (default: 900)")
+    p.add_argument("--force", action="store_true", help="regrade even if results exist")
     p.set_defaults(func=func)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    from course.device import device as pick_device
+    from course.grading import runner
+    from course.paths import check_assignment
+
+    if bool(args.notebooks) == bool(args.klass):
+        raise CourseError("give notebooks to grade or --class ASSIGNMENT (not both)")
+    if args.klass:
+        assignment = check_assignment(args.klass)
+        jobs = runner.class_jobs(assignment, args.submitted)
+    else:
+        jobs = []
+        for nb in args.notebooks:
+            if not nb.is_file():
+                raise CourseError(f"{nb}: no such notebook")
+            a = check_assignment(args.assignment) if args.assignment else runner.guess_assignment(nb)
+            jobs.append(runner.Job(runner.submission_name(nb, a), nb, a))
+    device = str(pick_device()) if args.device == "auto" else args.device
+    if device != "cpu":
+        pick_device(device)  # fails with a clear message if absent
+    cores = os.cpu_count() or 1
+    parallel = args.jobs or max(1, cores // 2)
+    threads = max(1, cores // parallel)
+    assignments = sorted({j.assignment for j in jobs})
+    out = args.out or Path("grades") / (assignments[0] if len(assignments) == 1 else "mixed")
+    settings = runner.Settings(device=device, budget_s=args.budget, threads=threads,
+                               force=args.force)
+    graded = runner.grade_jobs(jobs, out, settings, jobs_in_parallel=parallel)
+    runner.write_class_csv(graded, out / "grades.csv")
+    print(runner.table(graded))
+    print(f"\nresults: {out}/<submission>/results.json and feedback.md; class CSV: {out}/grades.csv")
+    return 0

@@ -1,0 +1,304 @@
+"""Hidden tests of 01_kmeans (instructor only: never released).
+
+Each test names the nbgrader grade cell its points go to. Student code runs in the worker
+(``submission``); every verdict below is computed here, in the grader's own torch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import normalized_mutual_info_score
+
+from course.data import load_mnist
+from course.grading.checks import (
+    expect,
+    expect_close,
+    expect_device,
+    expect_finite,
+    expect_tensor,
+    points,
+)
+
+K, N_ITERS = 10, 20
+
+
+# -- grader-side references -----------------------------------------------------------------
+def brute_sq_dists(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    return ((X.double()[:, None, :] - C.double()[None, :, :]) ** 2).sum(-1)
+
+
+def inertia_of(X: torch.Tensor, C: torch.Tensor) -> float:
+    return float(brute_chunked(X, C).min(dim=1).values.sum())
+
+
+def brute_chunked(X: torch.Tensor, C: torch.Tensor, chunk: int = 2000) -> torch.Tensor:
+    return torch.cat([brute_sq_dists(X[i:i + chunk], C) for i in range(0, len(X), chunk)])
+
+
+def init_indices(n: int, k: int, seed: int) -> torch.Tensor:
+    """The initialisation the notebook prescribes: ``torch.randperm(N, generator=g)[:k]``."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k]
+
+
+def reference_kmeans_seconds(X: torch.Tensor, k: int, n_iters: int) -> float:
+    """Time of a plain vectorised Lloyd loop here, to scale the speed bound to this machine."""
+    C = X[init_indices(len(X), k, 0)].clone()
+    t0 = time.perf_counter()
+    x2 = (X * X).sum(1, keepdim=True)
+    for _ in range(n_iters):
+        D = x2 - 2 * X @ C.T + (C * C).sum(1)
+        lab = D.argmin(1)
+        sums = torch.zeros_like(C).index_add_(0, lab, X)
+        cnt = torch.bincount(lab, minlength=k).unsqueeze(1)
+        C = torch.where(cnt > 0, sums / cnt.clamp_min(1), C)
+    return time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def mnist10k() -> tuple[torch.Tensor, torch.Tensor]:
+    return load_mnist("test", flatten=True)
+
+
+@pytest.fixture(scope="module")
+def kmeans_mnist(submission, mnist10k):
+    """One run of the student's kmeans on the 10k MNIST test images, shared by several tests."""
+    X, _ = mnist10k
+    return submission.call_info("kmeans", X, K, n_iters=N_ITERS, seed=0, timeout=120)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# -- pairwise_sq_dists ----------------------------------------------------------------------
+@points(1.5, cell="test_pairwise_sq_dists")
+def test_pairwise_matches_brute_force(submission, device):
+    """pairwise_sq_dists: equals the brute-force squared distances"""
+    X = torch.randn(300, 20, generator=gen(1)) * 3 + 1
+    C = torch.randn(7, 20, generator=gen(2)) * 3
+    r = submission.call_info("pairwise_sq_dists", X, C)
+    D = expect_tensor(r.value, "pairwise_sq_dists(X, C)", shape=(300, 7), floating=True)
+    expect_device(r.devices, device, "pairwise_sq_dists")
+    expect_close(D, brute_sq_dists(X, C), "pairwise_sq_dists(X, C)", rtol=1e-4, atol=1e-3)
+
+
+@points(1, cell="test_pairwise_sq_dists")
+def test_pairwise_never_negative(submission):
+    """pairwise_sq_dists: never negative, even for a point equal to a centre (clamp at 0)"""
+    X = 1000 + torch.randn(500, 50, generator=gen(3))
+    C = X[:5].clone()
+    D = expect_tensor(submission.call("pairwise_sq_dists", X, C), "pairwise_sq_dists(X, C)",
+                      shape=(500, 5), floating=True)
+    expect_finite(D, "pairwise_sq_dists(X, C)")
+    expect(bool((D >= 0).all()), "pairwise_sq_dists returned negative distances: clamp at 0")
+    expect(float(D[:5].diagonal().abs().max()) <= 1.0,
+           "the distance from a point to itself should be (close to) 0")
+
+
+@points(0.5, cell="test_pairwise_sq_dists")
+def test_pairwise_fast(submission, mnist10k):
+    """pairwise_sq_dists: vectorised (10,000 x 784 points against 100 centres quickly)"""
+    X, _ = mnist10k
+    C = X[:100].clone()
+    submission.call("pairwise_sq_dists", X[:100], C)  # warm-up
+    t0 = time.perf_counter()
+    ref = X @ C.T
+    ref_s = time.perf_counter() - t0
+    r = submission.call_info("pairwise_sq_dists", X, C, timeout=60)
+    expect_tensor(r.value, "pairwise_sq_dists(X, C)", shape=(10_000, 100))
+    bound = max(2.0, 200 * ref_s)
+    del ref
+    expect(r.seconds <= bound, f"pairwise_sq_dists took {r.seconds:.1f} s for 10,000 x 100 "
+           f"distances (allowed {bound:.1f} s): avoid Python loops over points")
+
+
+# -- assign_clusters ------------------------------------------------------------------------
+@points(1, cell="test_assign_clusters")
+def test_assign_nearest(submission, device):
+    """assign_clusters: index of the nearest centre, int64, shape (N,)"""
+    X = torch.randn(400, 10, generator=gen(4))
+    C = torch.randn(6, 10, generator=gen(5))
+    r = submission.call_info("assign_clusters", X, C)
+    lab = expect_tensor(r.value, "assign_clusters(X, C)", shape=(400,), dtype=torch.int64)
+    expect_device(r.devices, device, "assign_clusters")
+    wrong = int((lab != brute_sq_dists(X, C).argmin(1)).sum())
+    expect(wrong == 0, f"assign_clusters picked a centre that is not the nearest for {wrong} "
+           "of 400 points")
+
+
+@points(1, cell="test_assign_clusters")
+def test_assign_ties(submission):
+    """assign_clusters: a tie goes to the lowest centre index"""
+    X = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]])
+    C = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 5.0]])
+    lab = expect_tensor(submission.call("assign_clusters", X, C), "assign_clusters(X, C)",
+                        shape=(3,), dtype=torch.int64)
+    expect(lab.tolist() == [0, 0, 3], "on ties (equal distances) assign_clusters should pick "
+           "the centre with the lowest index, as torch.argmin does")
+
+
+# -- update_centroids -----------------------------------------------------------------------
+@points(1.5, cell="test_update_centroids")
+def test_update_means(submission, device):
+    """update_centroids: each centre moves to the mean of its points"""
+    X = torch.randn(600, 8, generator=gen(6)) * 2
+    labels = torch.randint(0, 5, (600,), generator=gen(7))
+    C_old = torch.randn(5, 8, generator=gen(8))
+    r = submission.call_info("update_centroids", X, labels, C_old)
+    C = expect_tensor(r.value, "update_centroids(X, labels, C_old)", shape=(5, 8), floating=True)
+    expect_device(r.devices, device, "update_centroids")
+    want = torch.stack([X[labels == j].mean(0) for j in range(5)])
+    expect_close(C, want, "update_centroids(X, labels, C_old)", rtol=1e-4, atol=1e-5)
+
+
+@points(1.5, cell="test_update_centroids")
+def test_update_empty_cluster_keeps_old_centre(submission):
+    """update_centroids: a cluster with no points keeps its old centre"""
+    X = torch.randn(50, 4, generator=gen(9))
+    labels = torch.randint(0, 3, (50,), generator=gen(10))
+    labels[labels == 1] = 0  # cluster 1 (and 3) left empty
+    C_old = torch.randn(4, 4, generator=gen(11))
+    C = expect_tensor(submission.call("update_centroids", X, labels, C_old),
+                      "update_centroids(X, labels, C_old)", shape=(4, 4), floating=True)
+    expect_finite(C, "update_centroids with an empty cluster")
+    for j in (1, 3):
+        expect(torch.allclose(C[j].double(), C_old[j].double(), atol=1e-6),
+               f"empty cluster {j} should keep its old centre")
+    expect(torch.allclose(C[0].double(), X[labels == 0].mean(0).double(), atol=1e-5),
+           "a non-empty cluster should move to the mean of its points")
+
+
+# -- kmeans ---------------------------------------------------------------------------------
+@points(1, cell="test_kmeans")
+def test_kmeans_outputs(submission, kmeans_mnist, device):
+    """kmeans: returns (C (k, D), labels (N,) int64, inertia_history list of floats)"""
+    out = kmeans_mnist.value
+    expect(isinstance(out, (tuple, list)) and len(out) == 3,
+           "kmeans should return a tuple (C, labels, inertia_history)")
+    C, labels, hist = out
+    expect_tensor(C, "C", shape=(K, 784), floating=True)
+    expect_tensor(labels, "labels", shape=(10_000,), dtype=torch.int64)
+    expect(isinstance(hist, list) and all(isinstance(v, float) for v in hist),
+           "inertia_history should be a list of Python floats (use .item())")
+    expect(1 <= len(hist) <= N_ITERS, f"inertia_history has {len(hist)} entries for "
+           f"n_iters={N_ITERS}: one per iteration run")
+    expect_device(kmeans_mnist.devices, device, "kmeans")
+
+
+@points(1, cell="test_kmeans")
+def test_kmeans_inertia_never_increases(kmeans_mnist):
+    """kmeans: inertia never increases from one iteration to the next"""
+    hist = list(kmeans_mnist.value[2])
+    expect(len(hist) >= 2, "inertia_history should record every iteration")
+    rises = [i for i in range(1, len(hist)) if hist[i] > hist[i - 1] * (1 + 1e-6)]
+    expect(not rises, f"inertia increased at iteration {rises[0] if rises else ''}: "
+           "Lloyd's algorithm can never increase it")
+
+
+@points(1.5, cell="test_kmeans")
+def test_kmeans_matches_sklearn(kmeans_mnist, mnist10k):
+    """kmeans: final inertia within 0.1% of scikit-learn's Lloyd from the same initial points"""
+    X, _ = mnist10k
+    C = expect_tensor(kmeans_mnist.value[0], "C", shape=(K, 784), floating=True)
+    expect_finite(C, "C")
+    init = X[init_indices(len(X), K, 0)].numpy().astype(np.float64)
+    km = KMeans(n_clusters=K, init=init, n_init=1, max_iter=N_ITERS, tol=0.0,
+                algorithm="lloyd").fit(X.numpy().astype(np.float64))
+    ours = inertia_of(X, C.float())
+    rel = abs(ours - km.inertia_) / km.inertia_
+    expect(rel <= 1e-3, f"the final inertia differs from scikit-learn's Lloyd iterations from "
+           f"the same starting points by {100 * rel:.2f}% (allowed 0.1%): check the "
+           "initialisation (torch.randperm with the seeded generator) and the update")
+
+
+@points(1, cell="test_kmeans")
+def test_kmeans_nmi(kmeans_mnist, mnist10k):
+    """kmeans: clusters agree with the digit labels (NMI >= 0.45 on MNIST-10k)"""
+    _, y = mnist10k
+    labels = expect_tensor(kmeans_mnist.value[1], "labels", shape=(10_000,))
+    nmi = normalized_mutual_info_score(y.numpy(), labels.numpy())
+    expect(nmi >= 0.45, f"NMI of the clustering with the digit labels is {nmi:.3f} "
+           "(at least 0.45 expected)")
+
+
+@points(0.5, cell="test_kmeans")
+def test_kmeans_stops_early_and_is_deterministic(submission):
+    """kmeans: stops when assignments stop changing; same seed, same result"""
+    g = gen(12)
+    centres = torch.tensor([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    X = (centres.repeat_interleave(40, 0) + torch.randn(120, 2, generator=g)).contiguous()
+    a = submission.call("kmeans", X, 3, n_iters=50, seed=3)
+    b = submission.call("kmeans", X, 3, n_iters=50, seed=3)
+    expect(isinstance(a, (tuple, list)) and len(a) == 3, "kmeans should return 3 values")
+    expect(len(a[2]) < 50, "on three well-separated blobs kmeans should stop long before "
+           "50 iterations (stop when the assignments no longer change)")
+    expect(torch.equal(a[1], b[1]) and torch.allclose(a[0], b[0]),
+           "two runs with the same seed gave different results: seed a torch.Generator")
+
+
+@points(1, cell="test_kmeans")
+def test_kmeans_fast(kmeans_mnist, mnist10k):
+    """kmeans: 10,000 x 784, 20 iterations within a generous time bound (vectorised)"""
+    X, _ = mnist10k
+    bound = max(10.0, 25 * reference_kmeans_seconds(X, K, N_ITERS))
+    s = kmeans_mnist.seconds
+    expect(s <= bound, f"kmeans took {s:.1f} s on 10,000 images (allowed {bound:.1f} s): "
+           "vectorise, no Python loop over points")
+
+
+# -- pca ------------------------------------------------------------------------------------
+def _aligned(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Flip the sign of each column of ``a`` to best match ``b``."""
+    signs = torch.sign((a.double() * b.double()).sum(0))
+    signs[signs == 0] = 1
+    return a.double() * signs
+
+
+def _check_pca(submission, X: torch.Tensor, n: int, what: str) -> None:
+    out = submission.call("pca", X, n)
+    expect(isinstance(out, (tuple, list)) and len(out) == 3,
+           "pca should return (Z, components, explained_variance_ratio)")
+    Z, comps, ratio = out
+    expect_tensor(Z, "Z", shape=(len(X), n), floating=True)
+    expect_tensor(comps, "components", shape=(n, X.shape[1]), floating=True)
+    expect_tensor(ratio, "explained_variance_ratio", shape=(n,), floating=True)
+    sk = PCA(n_components=n, svd_solver="full").fit(X.double().numpy())
+    ref_c = torch.from_numpy(sk.components_)
+    ref_z = torch.from_numpy(sk.transform(X.double().numpy()))
+    expect_close(_aligned(comps.T, ref_c.T).T, ref_c, f"components ({what})", rtol=1e-3, atol=1e-3)
+    expect_close(_aligned(Z, ref_z), ref_z, f"Z ({what})", rtol=1e-3, atol=1e-3)
+    expect_close(ratio, torch.from_numpy(sk.explained_variance_ratio_),
+                 f"explained_variance_ratio ({what})", rtol=1e-3, atol=1e-5)
+
+
+@points(1.5, cell="test_pca")
+def test_pca_matches_sklearn(submission):
+    """pca: equals scikit-learn's PCA up to column signs (data with a non-zero mean)"""
+    g = gen(13)
+    X = torch.randn(300, 6, generator=g) @ torch.randn(6, 6, generator=g) + 5.0
+    _check_pca(submission, X, 3, "random data")
+
+
+@points(1, cell="test_pca")
+def test_pca_on_mnist(submission, mnist10k):
+    """pca: equals scikit-learn's PCA on 2,000 MNIST images, 20 components"""
+    X, _ = mnist10k
+    _check_pca(submission, X[:2000], 20, "MNIST")
+
+
+@points(0.5, cell="test_pca")
+def test_pca_ratio_sane(submission, device):
+    """pca: explained variance ratios are decreasing and sum to at most 1"""
+    X = torch.randn(200, 10, generator=gen(14)) * torch.linspace(3, 0.1, 10)
+    r = submission.call_info("pca", X, 10)
+    expect_device(r.devices, device, "pca")
+    ratio = expect_tensor(r.value[2], "explained_variance_ratio", shape=(10,), floating=True)
+    expect(bool((ratio[1:] <= ratio[:-1] + 1e-6).all()), "ratios should be in decreasing order")
+    expect(abs(float(ratio.sum()) - 1.0) <= 1e-4,
+           "with all components kept the ratios should sum to 1")

@@ -1,0 +1,71 @@
+"""Checks for hidden tests: each raises ``StudentFailure`` with a message for the student.
+
+Messages describe what is wrong with the student's value (type, shape, dtype, size of the
+error) and never print reference values or test code. The comparisons run in the grader's
+own torch, which student code cannot reach.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from course.grading.session import StudentFailure
+
+
+def points(n: float, cell: str) -> pytest.MarkDecorator:
+    """Mark a hidden test as worth ``n`` points of the nbgrader grade cell ``cell``."""
+    if n <= 0:
+        raise ValueError("points must be positive")
+    return pytest.mark.grade(points=float(n), cell=cell)
+
+
+def expect(condition: bool, message: str) -> None:
+    """Fail with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise StudentFailure(message)
+
+
+def expect_tensor(value: Any, what: str, shape: tuple[int, ...] | None = None,
+                  dtype: torch.dtype | None = None, floating: bool = False) -> torch.Tensor:
+    """Check that ``value`` is a tensor with the given shape/dtype; return it."""
+    if not isinstance(value, torch.Tensor):
+        raise StudentFailure(f"{what} should be a torch.Tensor, got {type(value).__name__}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise StudentFailure(f"{what} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    if dtype is not None and value.dtype != dtype:
+        raise StudentFailure(f"{what} has dtype {value.dtype}, expected {dtype}")
+    if floating and not value.is_floating_point():
+        raise StudentFailure(f"{what} should be a floating-point tensor, got {value.dtype}")
+    return value
+
+
+def expect_finite(value: torch.Tensor, what: str) -> None:
+    bad = int((~torch.isfinite(value)).sum())
+    if bad:
+        raise StudentFailure(f"{what} contains {bad} NaN or infinite value(s)")
+
+
+def expect_close(actual: Any, expected: torch.Tensor, what: str, rtol: float = 1e-5,
+                 atol: float = 1e-6) -> None:
+    """Elementwise ``|a - e| <= atol + rtol |e|``; the message gives only counts and sizes."""
+    actual = expect_tensor(actual, what, shape=tuple(expected.shape))
+    a, e = actual.double(), expected.double()
+    expect_finite(a, what)
+    err = (a - e).abs()
+    bad = err > atol + rtol * e.abs()
+    if bool(bad.any()):
+        rel = float((err / e.abs().clamp_min(atol)).max())
+        raise StudentFailure(f"{what} is wrong in {int(bad.sum())} of {e.numel()} entries "
+                             f"(largest relative error {rel:.2g})")
+
+
+def expect_device(devices: list[str], device: str, what: str) -> None:
+    """Every tensor the call returned lived on the device of its inputs."""
+    want = torch.device(device).type
+    wrong = [d for d in devices if torch.device(d).type != want]
+    if wrong:
+        raise StudentFailure(f"{what} returned tensors on {wrong[0]} for inputs on {device}: "
+                             "keep results on the inputs' device")

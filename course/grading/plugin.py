@@ -1,0 +1,110 @@
+"""The pytest plugin that runs hidden tests against one submission.
+
+Options: ``--submission NB`` (the student's notebook), ``--release NB`` (the release notebook
+it was made from), ``--device``, ``--report JSON`` (where per-test records go). Fixtures:
+``submission`` (a :class:`~course.grading.session.Submission`, one worker per run) and
+``device``. Every test must carry ``@points(n, cell=...)``; the record of each test holds its
+points, grade cell, outcome and a one-line message, never the test's code or traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from course.errors import CourseError
+from course.grading.sandbox import Limits
+from course.grading.session import Budget, StudentFailure, Submission
+
+MAX_MESSAGE = 500
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("course grading")
+    group.addoption("--submission", help="student notebook to grade")
+    group.addoption("--release", help="release notebook of the assignment")
+    group.addoption("--device", default="cpu", help="device for the student's code")
+    group.addoption("--report", help="write per-test records (JSON) here")
+    group.addoption("--budget", type=float, default=900.0, help="seconds for the submission")
+    group.addoption("--threads", type=int, default=0, help="torch threads in the worker")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "grade(points, cell): points of a hidden test")
+    config._course_records = []  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--device")
+
+
+@pytest.fixture(scope="session")
+def submission(request: pytest.FixtureRequest, device: str):
+    cfg = request.config
+    nb, rel = cfg.getoption("--submission"), cfg.getoption("--release")
+    if not nb or not rel:
+        pytest.exit("--submission and --release are required", returncode=4)
+    sub = Submission(Path(nb), Path(rel), device=device,
+                     limits=Limits(threads=cfg.getoption("--threads")),
+                     budget=Budget(total_s=cfg.getoption("--budget")))
+    cfg._course_submission = sub  # type: ignore[attr-defined]
+    yield sub
+    sub.close()
+
+
+def one_line(exc: BaseException) -> str:
+    """The student-facing message of a failure: no traceback, no test source."""
+    if isinstance(exc, (StudentFailure, CourseError)):
+        text = str(exc)
+    elif isinstance(exc, AssertionError):
+        text = str(exc) or "a hidden check failed"
+    else:
+        text = f"a check could not run on the returned value ({type(exc).__name__}: {exc})"
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" or (report.when == "setup" and report.failed):
+        mark = item.get_closest_marker("grade")
+        if mark is None:
+            raise pytest.UsageError(f"{item.nodeid} has no @points(...) mark")
+        doc = (getattr(item.function, "__doc__", None) or "").strip().splitlines()
+        record = {
+            "test": item.name,
+            "name": doc[0] if doc else item.name.removeprefix("test_").replace("_", " "),
+            "cell": mark.kwargs["cell"],
+            "max_score": float(mark.kwargs["points"]),
+            "passed": report.passed,
+            "message": "" if report.passed else one_line(call.excinfo.value),
+            "seconds": round(report.duration, 3),
+        }
+        item.config._course_records.append(record)  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cfg = session.config
+    path = cfg.getoption("--report", None)
+    if not path:
+        return
+    sub = getattr(cfg, "_course_submission", None)
+    data = {
+        "records": cfg._course_records,  # type: ignore[attr-defined]
+        "notes": sub.plan.notes if sub else [],
+        "cells": sub.cell_report if sub else [],
+        "events": sub.events if sub else [],
+        "output": sub.output() if sub else "",
+        "worker_seconds": round(sub.used_s, 3) if sub else 0.0,
+        "finished": time.time(),
+    }
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)

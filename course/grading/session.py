@@ -1,0 +1,206 @@
+"""The grader's handle on one submission: start its worker, call into it, turn failures into
+one-line messages a student can act on.
+
+Hidden tests receive a :class:`Submission` (the ``submission`` fixture) and use it like this::
+
+    D = submission.call("pairwise_sq_dists", X, C)          # tensors in, data out
+    model = submission.call("AutoEncoder", 784)              # not data: a Remote handle
+    out = submission.method(model, "forward", x)             # call a method on it
+    info = submission.call_info("kmeans", X, 10, timeout=60) # value, devices, seconds
+
+Every failure raises :class:`StudentFailure` (an ``AssertionError``), so the test fails with
+its message. The worker is restarted for the next call after a crash or a timeout, within the
+submission's total time budget.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from course.grading import protocol
+from course.grading.notebook import Plan, plan_cells, read_notebook
+from course.grading.protocol import Gen, Ref, Remote
+from course.grading.sandbox import Limits, WorkerCrashed, WorkerProcess, WorkerTimeout
+
+__all__ = ["Submission", "StudentFailure", "Reply", "Remote", "Ref", "Gen"]
+
+
+class StudentFailure(AssertionError):
+    """A check failed because of the submission; the message is for the student."""
+
+
+@dataclass
+class Reply:
+    value: Any
+    devices: list[str]
+    seconds: float
+
+
+@dataclass
+class Budget:
+    """Time limits: per setup run, default per call, and for the whole submission."""
+
+    setup_s: float = 180.0
+    call_s: float = 60.0
+    total_s: float = 900.0
+    max_restarts: int = 3
+
+
+class Submission:
+    def __init__(
+        self,
+        notebook: Path,
+        release: Path,
+        device: str = "cpu",
+        limits: Limits | None = None,
+        budget: Budget | None = None,
+    ) -> None:
+        self.notebook = Path(notebook)
+        self.device = device
+        self.limits = limits or Limits()
+        self.budget = budget or Budget()
+        self.plan: Plan = plan_cells(read_notebook(release), read_notebook(self.notebook))
+        self.cell_report: list[dict] = []
+        self.events: list[str] = []
+        self.worker: WorkerProcess | None = None
+        self.starts = 0
+        self.used_s = 0.0
+        self._outputs: list[str] = []
+
+    # -- worker lifecycle ----------------------------------------------------------------
+    def _left(self) -> float:
+        return self.budget.total_s - self.used_s
+
+    def _ensure_worker(self) -> WorkerProcess:
+        if self.worker is not None and self.worker.alive():
+            return self.worker
+        if self.worker is not None:
+            self.close()
+        if self.starts > self.budget.max_restarts:
+            raise StudentFailure("not run: the notebook's code crashed or timed out too often")
+        if self._left() <= 0:
+            raise StudentFailure(
+                f"not run: the submission used up its time budget ({self.budget.total_s:g} s)")
+        self.starts += 1
+        worker = WorkerProcess(device=self.device, limits=self.limits)
+        worker.start()
+        self.worker = worker
+        try:
+            reply = self._timed(lambda: worker.request(
+                {"op": "run_cells", "cells": self.plan.cells},
+                min(self.budget.setup_s, self._left())))
+        except WorkerTimeout:
+            self.events.append("running the notebook's cells timed out")
+            raise StudentFailure(
+                f"running the notebook's code took longer than {self.budget.setup_s:g} s "
+                "(an infinite loop, or training at import time?)") from None
+        except WorkerCrashed as exc:
+            self.events.append(f"running the notebook's cells: {exc}")
+            raise StudentFailure(f"running the notebook's code: {exc}") from None
+        self.cell_report = list(reply.get("value") or [])
+        return worker
+
+    def _timed(self, fn: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            return fn()
+        finally:
+            self.used_s += time.monotonic() - t0
+
+    def start(self) -> list[dict]:
+        """Start the worker now (it otherwise starts on the first call); return the cell report."""
+        self._ensure_worker()
+        return self.cell_report
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker.output.thread.join(2)
+            self._outputs.append(self.worker.output.text())
+            self.worker = None
+
+    def output(self) -> str:
+        """What the notebook's code printed, run by run (capped by the sandbox)."""
+        texts = list(self._outputs)
+        if self.worker is not None:
+            texts.append(self.worker.output.text())
+        return "\n--- worker restarted ---\n".join(t for t in texts if t)
+
+    # -- requests ------------------------------------------------------------------------
+    def _request(self, what: str, message: dict, timeout: float | None) -> Reply:
+        worker = self._ensure_worker()
+        limit = min(timeout or self.budget.call_s, max(self._left(), 0.001))
+        t0 = time.monotonic()
+        try:
+            reply = self._timed(lambda: worker.request(message, limit))
+        except WorkerTimeout:
+            self.events.append(f"{what}: timed out after {limit:g} s")
+            raise StudentFailure(f"{what} did not finish within {limit:g} s") from None
+        except WorkerCrashed as exc:
+            self.events.append(f"{what}: {exc}")
+            raise StudentFailure(f"{what}: {exc}") from None
+        seconds = time.monotonic() - t0
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise StudentFailure(f"{what}: the worker sent a malformed reply")
+        if not reply["ok"]:
+            raise StudentFailure(self._explain(what, reply))
+        devices = reply.get("devices") or []
+        return Reply(protocol.decode_reply_value(reply.get("value")), list(devices), seconds)
+
+    def call_info(self, target: str | Remote, *args: Any, timeout: float | None = None,
+                  device: str | None = None, **kwargs: Any) -> Reply:
+        """Call ``target`` (a name defined by the notebook, or a Remote) in the worker."""
+        what = f"{_label(target)}(...)"
+        msg = {"op": "call", "target": target, "args": args, "kwargs": kwargs,
+               "device": device or self.device}
+        return self._request(what, msg, timeout)
+
+    def call(self, target: str | Remote, *args: Any, timeout: float | None = None,
+             device: str | None = None, **kwargs: Any) -> Any:
+        return self.call_info(target, *args, timeout=timeout, device=device, **kwargs).value
+
+    def method(self, obj: Remote, name: str, *args: Any, timeout: float | None = None,
+               device: str | None = None, **kwargs: Any) -> Any:
+        what = f"{obj.type}.{name}(...)"
+        msg = {"op": "call", "target": obj, "method": name, "args": args, "kwargs": kwargs,
+               "device": device or self.device}
+        return self._request(what, msg, timeout).value
+
+    def attr(self, obj: Remote, name: str, timeout: float | None = None) -> Any:
+        msg = {"op": "getattr", "target": obj, "attr": name}
+        return self._request(f"{obj.type}.{name}", msg, timeout).value
+
+    def names(self) -> list[str]:
+        return list(self._request("listing the notebook's names", {"op": "names"}, 30).value)
+
+    # -- messages ------------------------------------------------------------------------
+    def _explain(self, what: str, reply: dict) -> str:
+        kind, typ = reply.get("kind"), reply.get("type", "Error")
+        message = str(reply.get("message", ""))
+        where = f" ({reply['where']})" if reply.get("where") else ""
+        if kind == "not_implemented":
+            return f"{what} is not implemented yet (it raised NotImplementedError{where})"
+        if kind == "missing":
+            name = what.split("(")[0]
+            return f"`{name}` is not defined by the notebook{self._why_missing(name)}"
+        return f"{what} raised {typ}: {message}{where}"
+
+    def _why_missing(self, name: str) -> str:
+        pattern = re.compile(rf"^\s*(def|class)\s+{re.escape(name)}\b", re.M)
+        for cell in self.plan.cells:
+            if pattern.search(cell["source"]):
+                for rep in self.cell_report:
+                    if rep.get("id") == cell["id"] and not rep.get("ok"):
+                        return (f": its cell `{cell['id']}` failed with {rep.get('type')}: "
+                                f"{rep.get('message', '')} ({rep.get('where', '')})")
+        if self.plan.missing:
+            return f" ({'; '.join(self.plan.notes)})"
+        return ""
+
+
+def _label(target: Any) -> str:
+    return target.type if isinstance(target, Remote) else str(target)

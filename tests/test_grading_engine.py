@@ -1,0 +1,200 @@
+"""The grading engine on small synthetic notebooks: cell planning, the worker protocol,
+limits and failure messages. (Real assignments are graded in test_grading.py.)"""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import nbformat
+import pytest
+import torch
+
+from course.grading import protocol
+from course.grading.notebook import SubmissionError, plan_cells, read_notebook
+from course.grading.sandbox import Limits
+from course.grading.session import Budget, StudentFailure, Submission
+
+
+def cell(src: str, gid: str | None, *, solution=False, grade=False, tags=()):
+    c = nbformat.v4.new_code_cell(src)
+    if gid:
+        c.metadata["nbgrader"] = {"schema_version": 3, "grade_id": gid, "locked": not solution,
+                                  "solution": solution, "grade": grade}
+    if tags:
+        c.metadata["tags"] = list(tags)
+    return c
+
+
+SETUP = cell("import torch\nSCALE = 2", "setup")
+TEST = cell("assert double(torch.ones(1)).item() == 2", "test_double", grade=True)
+EXPERIMENT = cell("import time\ntime.sleep(60)", "exp_slow", tags=["experiment"])
+STUB = "def double(x):\n    # your code here\n    raise NotImplementedError"
+GOOD = ("def double(x):\n    return x * SCALE\n\n"
+        "class Net(torch.nn.Module):\n    def __init__(self, n):\n        super().__init__()\n"
+        "        self.lin = torch.nn.Linear(n, 3)\n    def forward(self, x):\n"
+        "        return self.lin(x)\n")
+
+
+def notebook(path, *cells):
+    nb = nbformat.v4.new_notebook(cells=list(cells))
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.fixture
+def release(tmp_path):
+    return notebook(tmp_path / "release.ipynb", SETUP, cell(STUB, "double", solution=True),
+                    TEST, EXPERIMENT)
+
+
+def submission(tmp_path, release, body, *extra, **budget):
+    nb = notebook(tmp_path / "sub.ipynb", SETUP, cell(body, "double", solution=True), TEST,
+                  *extra, EXPERIMENT)
+    return Submission(nb, release, budget=Budget(**{"call_s": 10, **budget}))
+
+
+# -- planning ---------------------------------------------------------------------------------
+def test_plan_skips_tests_and_experiments_and_keeps_added_cells(tmp_path, release):
+    sub = notebook(tmp_path / "s.ipynb", SETUP, cell(GOOD, "double", solution=True), TEST,
+                   cell("helper = 1", None), EXPERIMENT)
+    plan = plan_cells(read_notebook(release), read_notebook(sub))
+    assert [c["id"] for c in plan.cells] == ["setup", "double", "added after test_double #1"]
+    assert plan.cells[1]["source"] == GOOD
+
+
+def test_plan_restores_locked_cells_and_release_order(tmp_path, release):
+    tampered = cell("import torch\nSCALE = 3", "setup")
+    sub = notebook(tmp_path / "s.ipynb", cell(GOOD, "double", solution=True), tampered)
+    plan = plan_cells(read_notebook(release), read_notebook(sub))
+    assert [c["id"] for c in plan.cells] == ["setup", "double"]
+    assert "SCALE = 2" in plan.cells[0]["source"]
+    assert any("locked cell `setup` was edited" in n for n in plan.notes)
+
+
+def test_plan_reports_missing_solution_cell(tmp_path, release):
+    sub = notebook(tmp_path / "s.ipynb", SETUP)
+    plan = plan_cells(read_notebook(release), read_notebook(sub))
+    assert plan.missing == ["double"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"cells": [], "nbformat": 3}'])
+def test_unreadable_notebooks_are_rejected_in_one_line(tmp_path, content):
+    path = tmp_path / "bad.ipynb"
+    path.write_bytes(content)
+    with pytest.raises(SubmissionError) as err:
+        read_notebook(path)
+    assert "\n" not in str(err.value) and "bad.ipynb" in str(err.value)
+
+
+# -- protocol ---------------------------------------------------------------------------------
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_frames_that_are_not_plain_data_are_refused():
+    raw = io.BytesIO()
+    pickle.dump({"value": Evil()}, raw)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.loads(raw.getvalue())
+
+
+def test_plain_data_round_trips():
+    msg = {"a": (1, 2.5, "x", None), "t": torch.arange(3), "l": [torch.ones(2, 2)]}
+    back = protocol.loads(protocol.dumps(msg))
+    assert back["a"] == (1, 2.5, "x", None) and torch.equal(back["t"], torch.arange(3))
+
+
+# -- the worker -------------------------------------------------------------------------------
+def test_calls_return_data_and_remote_objects(tmp_path, release):
+    sub = submission(tmp_path, release, GOOD)
+    try:
+        assert torch.equal(sub.call("double", torch.arange(3.0)), torch.tensor([0.0, 2.0, 4.0]))
+        net = sub.call("Net", 4)
+        assert isinstance(net, protocol.Remote) and net.type == "Net"
+        out = sub.method(net, "forward", torch.ones(5, 4))
+        assert out.shape == (5, 3)
+        state = sub.method(net, "state_dict")
+        assert set(state) == {"lin.weight", "lin.bias"}
+        assert isinstance(sub.attr(net, "lin"), protocol.Remote)
+        assert sub.call_info("double", torch.ones(1)).devices == ["cpu"]
+    finally:
+        sub.close()
+
+
+def test_stub_missing_name_and_exceptions_have_one_line_messages(tmp_path, release):
+    sub = submission(tmp_path, release, STUB + "\n\ndef boom():\n    return 1 / 0\n")
+    try:
+        with pytest.raises(StudentFailure, match="not implemented yet"):
+            sub.call("double", torch.ones(1))
+        with pytest.raises(StudentFailure, match="`nothing` is not defined"):
+            sub.call("nothing")
+        with pytest.raises(StudentFailure, match=r"raised ZeroDivisionError.*cell double, line 6"):
+            sub.call("boom")
+    finally:
+        sub.close()
+
+
+def test_a_failing_cell_is_named_when_its_function_is_missing(tmp_path, release):
+    sub = submission(tmp_path, release, "def double(x):\n    return x *\n")
+    try:
+        with pytest.raises(StudentFailure, match="cell `double` failed with SyntaxError"):
+            sub.call("double", torch.ones(1))
+    finally:
+        sub.close()
+
+
+def test_hang_is_killed_and_the_worker_restarts(tmp_path, release):
+    body = GOOD + "\ndef hang():\n    while True:\n        pass\n"
+    sub = submission(tmp_path, release, body, call_s=2)
+    try:
+        with pytest.raises(StudentFailure, match="did not finish within 2 s"):
+            sub.call("hang")
+        assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
+        assert sub.starts == 2
+    finally:
+        sub.close()
+
+
+@pytest.mark.parametrize("code, pattern", [
+    ("import os\n    os._exit(0)", "exited with status 0"),
+    ("import sys\n    sys.exit(3)", "raised SystemExit"),
+    ("import ctypes\n    ctypes.string_at(0)", "segmentation fault"),
+    ("return bytearray(50 * 2**30)", "MemoryError"),
+])
+def test_crashes_cost_only_the_call(tmp_path, release, code, pattern):
+    body = GOOD + f"\ndef bad():\n    {code}\n"
+    sub = submission(tmp_path, release, body)
+    try:
+        with pytest.raises(StudentFailure, match=pattern):
+            sub.call("bad")
+        assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
+    finally:
+        sub.close()
+
+
+def test_output_is_capped(tmp_path, release):
+    body = GOOD + "\nprint('x' * 5_000_000)\nprint('the end')\n"
+    sub = Submission(notebook(tmp_path / "s.ipynb", SETUP, cell(body, "double", solution=True)),
+                     release, limits=Limits(output_kb=4))
+    try:
+        sub.start()
+        sub.call("double", torch.ones(1))
+        sub.close()
+        text = sub.output()
+        assert len(text) < 10_000 and "the end" in text and "dropped" in text
+    finally:
+        sub.close()
+
+
+def test_setup_that_hangs_fails_every_call_quickly(tmp_path, release):
+    body = GOOD + "\nwhile True:\n    pass\n"
+    sub = submission(tmp_path, release, body, setup_s=2, max_restarts=0)
+    try:
+        with pytest.raises(StudentFailure, match="longer than 2 s"):
+            sub.call("double", torch.ones(1))
+        with pytest.raises(StudentFailure, match="crashed or timed out too often"):
+            sub.call("double", torch.ones(1))
+    finally:
+        sub.close()
