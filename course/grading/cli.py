@@ -53,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
                 raise CourseError(f"{nb}: no such notebook")
             a = check_assignment(args.assignment) if args.assignment else runner.guess_assignment(nb)
             jobs.append(runner.Job(runner.submission_name(nb, a), nb, a))
-    device = str(pick_device()) if args.device == "auto" else args.device
-    if device != "cpu":
-        pick_device(device)  # fails with a clear message if absent
+    try:
+        device = str(pick_device(None if args.device == "auto" else args.device))
+    except RuntimeError as exc:
+        raise CourseError(str(exc)) from None
     cores = os.cpu_count() or 1
     parallel = args.jobs or max(1, cores // 2)
     threads = max(1, cores // parallel)
