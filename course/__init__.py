@@ -6,10 +6,25 @@ Notebooks use::
     device = course.device()      # CUDA, then MPS, then CPU
     course.seed(0)                # torch, numpy and random
     S = course.scale("01_kmeans") # the knobs of the current scale profile
+
+torch is imported on first use, so the command-line tool starts quickly.
 """
 
-from course.device import device, seed
-from course.scale import scale
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["device", "seed", "scale"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("device", "seed"):
+        from course import runtime
+
+        return getattr(runtime, name)
+    if name == "scale":
+        from course.profiles import scale
+
+        return scale
+    raise AttributeError(f"module 'course' has no attribute {name!r}")

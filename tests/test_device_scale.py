@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import course
-from course.scale import PROFILES, profile_name
+from course.profiles import PROFILES, profile_name
 
 
 @pytest.fixture(autouse=True)

@@ -37,7 +37,7 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from course.device import device as pick_device
+    from course.runtime import device as pick_device
     from course.grading import runner
     from course.paths import check_assignment
 

@@ -1,4 +1,4 @@
-"""Device choice and seeding (used by every assignment and by the grading worker)."""
+"""Device choice and seeding (every assignment and the grading worker use them)."""
 
 from __future__ import annotations
 
