@@ -69,7 +69,13 @@ def mnist10k() -> tuple[torch.Tensor, torch.Tensor]:
 def kmeans_mnist(submission, mnist10k):
     """One run of the student's kmeans on the 10k MNIST test images, shared by several tests."""
     X, _ = mnist10k
-    return submission.call_info("kmeans", X, K, n_iters=N_ITERS, seed=0, timeout=120)
+    return submission.call_info("kmeans", X, K, n_iters=N_ITERS, seed=0, timeout=300)
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def gen(seed: int) -> torch.Generator:
@@ -97,7 +103,9 @@ def test_pairwise_never_negative(submission):
                       shape=(500, 5), floating=True)
     expect_finite(D, "pairwise_sq_dists(X, C)")
     expect(bool((D >= 0).all()), "pairwise_sq_dists returned negative distances: clamp at 0")
-    expect(float(D[:5].diagonal().abs().max()) <= 1.0,
+    # float32 rounding of ||x||^2 - 2 x.c + ||c||^2 is ~1e-7 of ||x||^2 (16 here): allow 1e-5
+    scale = float((X.double() ** 2).sum(1).max())
+    expect(float(D[:5].diagonal().abs().max()) <= 1e-5 * scale,
            "the distance from a point to itself should be (close to) 0")
 
 
@@ -107,13 +115,10 @@ def test_pairwise_fast(submission, mnist10k):
     X, _ = mnist10k
     C = X[:100].clone()
     submission.call("pairwise_sq_dists", X[:100], C)  # warm-up
-    t0 = time.perf_counter()
-    ref = X @ C.T
-    ref_s = time.perf_counter() - t0
+    ref_s = min(_seconds(lambda: X @ C.T) for _ in range(3))
     r = submission.call_info("pairwise_sq_dists", X, C, timeout=60)
     expect_tensor(r.value, "pairwise_sq_dists(X, C)", shape=(10_000, 100))
     bound = max(2.0, 200 * ref_s)
-    del ref
     expect(r.seconds <= bound, f"pairwise_sq_dists took {r.seconds:.1f} s for 10,000 x 100 "
            f"distances (allowed {bound:.1f} s): avoid Python loops over points")
 
@@ -135,11 +140,12 @@ def test_assign_nearest(submission, device):
 @points(1, cell="test_assign_clusters")
 def test_assign_ties(submission):
     """assign_clusters: a tie goes to the lowest centre index"""
-    X = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]])
-    C = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 5.0]])
+    # small dyadic numbers: every distance is exact in float32 however it is computed
+    X = torch.tensor([[0.0, 0.0], [3.0, 0.0], [2.0, 0.0]])
+    C = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
     lab = expect_tensor(submission.call("assign_clusters", X, C), "assign_clusters(X, C)",
                         shape=(3,), dtype=torch.int64)
-    expect(lab.tolist() == [0, 0, 3], "on ties (equal distances) assign_clusters should pick "
+    expect(lab.tolist() == [0, 2, 0], "on ties (equal distances) assign_clusters should pick "
            "the centre with the lowest index, as torch.argmin does")
 
 
@@ -246,7 +252,8 @@ def test_kmeans_stops_early_and_is_deterministic(submission):
 def test_kmeans_fast(kmeans_mnist, mnist10k):
     """kmeans: 10,000 x 784, 20 iterations within a generous time bound (vectorised)"""
     X, _ = mnist10k
-    bound = max(10.0, 25 * reference_kmeans_seconds(X, K, N_ITERS))
+    # best of 3, so a busy machine does not inflate the allowance; a per-point loop takes ~35 s
+    bound = max(5.0, 20 * min(reference_kmeans_seconds(X, K, N_ITERS) for _ in range(3)))
     s = kmeans_mnist.seconds
     expect(s <= bound, f"kmeans took {s:.1f} s on 10,000 images (allowed {bound:.1f} s): "
            "vectorise, no Python loop over points")
@@ -287,9 +294,9 @@ def test_pca_matches_sklearn(submission):
 
 @points(1, cell="test_pca")
 def test_pca_on_mnist(submission, mnist10k):
-    """pca: equals scikit-learn's PCA on 2,000 MNIST images, 20 components"""
+    """pca: equals scikit-learn's PCA on 1,000 MNIST images, 20 components"""
     X, _ = mnist10k
-    _check_pca(submission, X[:2000], 20, "MNIST")
+    _check_pca(submission, X[:1000], 20, "MNIST")
 
 
 @points(0.5, cell="test_pca")

@@ -36,25 +36,28 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
+    ids = _assignments(args.assignment)
     from course import generate
 
-    for a in _assignments(args.assignment):
-        print(generate.release(a))
+    for a in ids:
+        print(generate.release(a, use_gradebook=args.gradebook))
     return 0
 
 
 def _cmd_solutions(args: argparse.Namespace) -> int:
+    ids = _assignments(args.assignment)
     from course import generate
 
-    for a in _assignments(args.assignment):
-        print(generate.solutions(a, execute=not args.no_execute))
+    for a in ids:
+        print(generate.solutions(a, execute=not args.no_execute, scale=args.scale))
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    ids = _assignments(args.assignment)
     from course import generate
 
-    problems = generate.check(_assignments(args.assignment))
+    problems = generate.check(ids)
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="generate student notebooks in release/ (nbgrader)",
                        description="Generate release/<id>/ from source/<id>/ with nbgrader.")
     p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
+    p.add_argument("--gradebook", action="store_true",
+                   help="also record the assignment in the instructor's gradebook.db "
+                        "(default: a throw-away gradebook, so a release depends only on source/)")
     p.set_defaults(func=_cmd_release)
 
     p = sub.add_parser("solutions", help="generate executed solution notebooks in solutions/",
@@ -110,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "at full scale (figures included).")
     p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
     p.add_argument("--no-execute", action="store_true", help="write without executing")
+    p.add_argument("--scale", choices=["full", "ci"], default="full",
+                   help="scale profile to execute at (default: full; `course check` expects full)")
     p.set_defaults(func=_cmd_solutions)
 
     p = sub.add_parser("check", help="are release/ and solutions/ in sync with source/?",

@@ -18,7 +18,12 @@ from course.errors import CourseError
 from course.grading import runner
 from course.grading.notebook import read_notebook
 from course.paths import assignment_ids, data_dir, repo_root
-from course.submissions import build_variant, release_path, solution_path, write_notebook
+from course.submissions import (
+    build_variant,
+    reference_submission,
+    release_path,
+    write_notebook,
+)
 
 STUDENTS = ("reference", "untouched", "partial")
 
@@ -37,7 +42,7 @@ def build_submissions(assignment: str, submitted: Path) -> list[runner.Job]:
     """submitted/<student>/<id>/<id>.ipynb for the three demo students."""
     root = repo_root()
     notebooks = {
-        "reference": read_notebook(solution_path(assignment, root)),
+        "reference": reference_submission(assignment, root),
         "untouched": read_notebook(release_path(assignment, root)),
         "partial": build_variant(assignment, root / "demo" / "submissions" / assignment / "partial"),
     }

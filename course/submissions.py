@@ -1,8 +1,9 @@
 """Building submissions from the release notebook (demo submissions, test variants).
 
 A *variant* is a folder of ``<grade_id>.py`` files; each file's text replaces the source of
-the solution cell with that grade id in the release notebook. Folders keep realistic student
-work (a mistake, an alternative correct solution) valid as the notebooks change.
+the solution cell with that grade id in the reference solution (``solutions/<id>/``), so a
+variant holds only what differs from the reference: a mistake, or an alternative correct
+solution. Folders of cell sources stay valid as the notebooks change.
 Used by the demo (``demo/submissions/<id>/<name>/``) and the tests (``tests/variants/``).
 """
 
@@ -41,9 +42,19 @@ def apply_variant(notebook: dict[str, Any], variant_dir: Path) -> dict[str, Any]
     return nb
 
 
+def reference_submission(assignment: str, root: Path | None = None) -> dict[str, Any]:
+    """The solved notebook without outputs: what a student who got everything right submits."""
+    nb = read_notebook(solution_path(assignment, root))
+    for cell in nb["cells"]:
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nb.get("metadata", {}).pop("course", None)
+    return nb
+
+
 def build_variant(assignment: str, variant_dir: Path, root: Path | None = None) -> dict[str, Any]:
-    """The release notebook of ``assignment`` with the variant's cells filled in."""
-    return apply_variant(read_notebook(release_path(assignment, root)), variant_dir)
+    """The reference submission of ``assignment`` with the variant's cells swapped in."""
+    return apply_variant(reference_submission(assignment, root), variant_dir)
 
 
 def write_notebook(nb: dict[str, Any], path: Path) -> Path:

@@ -13,7 +13,12 @@ import pytest
 from course.grading import runner
 from course.grading.notebook import grade_id, nbgrader_meta, read_notebook
 from course.paths import data_dir, repo_root
-from course.submissions import build_variant, release_path, solution_path, write_notebook
+from course.submissions import (
+    build_variant,
+    reference_submission,
+    release_path,
+    write_notebook,
+)
 
 ROOT = repo_root()
 ASSIGNMENT = "01_kmeans"
@@ -35,7 +40,7 @@ def notebook_points(assignment: str) -> dict[str, float]:
 def graded(tmp_path_factory) -> dict[str, dict]:
     tmp = tmp_path_factory.mktemp("grading")
     notebooks = {
-        "reference": read_notebook(solution_path(ASSIGNMENT)),
+        "reference": reference_submission(ASSIGNMENT),
         "untouched": read_notebook(release_path(ASSIGNMENT)),
         "partial": build_variant(ASSIGNMENT, ROOT / "demo" / "submissions" / ASSIGNMENT / "partial"),
     }

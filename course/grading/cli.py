@@ -37,9 +37,9 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from course.runtime import device as pick_device
     from course.grading import runner
     from course.paths import check_assignment
+    from course.runtime import device as pick_device
 
     if bool(args.notebooks) == bool(args.klass):
         raise CourseError("give notebooks to grade or --class ASSIGNMENT (not both)")
