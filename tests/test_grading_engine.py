@@ -119,6 +119,12 @@ def test_calls_return_data_and_remote_objects(tmp_path, release):
         assert set(state) == {"lin.weight", "lin.bias"}
         assert isinstance(sub.attr(net, "lin"), protocol.Remote)
         assert sub.call_info("double", torch.ones(1)).devices == ["cpu"]
+        sub.call(protocol.Ref("torch.manual_seed"), 5)
+        first = sub.call(protocol.Ref("torch.rand"), 3)
+        sub.call(protocol.Ref("torch.manual_seed"), 5)
+        assert torch.equal(first, sub.call(protocol.Ref("torch.rand"), 3))
+        with pytest.raises(StudentFailure, match="only torch names"):
+            sub.call(protocol.Ref("os.system"), "true")
     finally:
         sub.close()
 

@@ -7,6 +7,7 @@ Hidden tests receive a :class:`Submission` (the ``submission`` fixture) and use 
     model = submission.call("AutoEncoder", 784)              # not data: a Remote handle
     out = submission.method(model, "forward", x)             # call a method on it
     info = submission.call_info("kmeans", X, 10, timeout=60) # value, devices, seconds
+    submission.call(Ref("torch.manual_seed"), 0)             # torch names resolve in the worker
 
 Every failure raises :class:`StudentFailure` (an ``AssertionError``), so the test fails with
 its message. The worker is restarted for the next call after a crash or a timeout, within the
@@ -151,15 +152,16 @@ class Submission:
         devices = reply.get("devices") or []
         return Reply(protocol.decode_reply_value(reply.get("value")), list(devices), seconds)
 
-    def call_info(self, target: str | Remote, *args: Any, timeout: float | None = None,
+    def call_info(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
                   device: str | None = None, **kwargs: Any) -> Reply:
-        """Call ``target`` (a name defined by the notebook, or a Remote) in the worker."""
+        """Call ``target`` in the worker: a name the notebook defines, a Remote, or a Ref to a
+        torch name (e.g. ``Ref("torch.manual_seed")``)."""
         what = f"{_label(target)}(...)"
         msg = {"op": "call", "target": target, "args": args, "kwargs": kwargs,
                "device": device or self.device}
         return self._request(what, msg, timeout)
 
-    def call(self, target: str | Remote, *args: Any, timeout: float | None = None,
+    def call(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
              device: str | None = None, **kwargs: Any) -> Any:
         return self.call_info(target, *args, timeout=timeout, device=device, **kwargs).value
 
@@ -203,4 +205,6 @@ class Submission:
 
 
 def _label(target: Any) -> str:
-    return target.type if isinstance(target, Remote) else str(target)
+    if isinstance(target, Remote):
+        return target.type
+    return target.path if isinstance(target, Ref) else str(target)

@@ -160,6 +160,8 @@ class Worker:
     def target(self, spec: Any) -> Any:
         if isinstance(spec, dict) and "__remote__" in spec:
             return self.handles[int(spec["__remote__"])]
+        if isinstance(spec, dict) and "__ref__" in spec:
+            return _resolve_ref(str(spec["__ref__"]))
         if spec not in self.ns:
             raise LookupError(f"the notebook defines no `{spec}`")
         return self.ns[spec]
