@@ -33,6 +33,9 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
     p.add_argument("--budget", type=float, default=900.0,
                    help="wall-clock seconds one submission may use in total (default: 900)")
     p.add_argument("--force", action="store_true", help="regrade even if results exist")
+    p.add_argument("--gradebook", type=Path, metavar="DB", nargs="?", const=Path("gradebook.db"),
+                   help="with --class: also store the scores as autograded scores in nbgrader's "
+                        "gradebook (default file: gradebook.db)")
     p.set_defaults(func=func)
 
 
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.notebooks) == bool(args.klass):
         raise CourseError("give notebooks to grade or --class ASSIGNMENT (not both)")
+    if args.gradebook and not args.klass:
+        raise CourseError("--gradebook needs --class (scores are stored per student)")
     if args.klass:
         assignment = check_assignment(args.klass)
         jobs = runner.class_jobs(assignment, args.submitted)
@@ -67,5 +72,10 @@ def run(args: argparse.Namespace) -> int:
     graded = runner.grade_jobs(jobs, out, settings, jobs_in_parallel=parallel)
     runner.write_class_csv(graded, out / "grades.csv")
     print(runner.table(graded))
+    if args.gradebook:
+        from course.grading.gradebook import record_scores
+
+        n = record_scores(args.gradebook, assignment, [(j.name, r) for j, r in graded])
+        print(f"gradebook: stored {n} grade-cell scores in {args.gradebook}")
     print(f"\nresults: {out}/<submission>/results.json and feedback.md; class CSV: {out}/grades.csv")
     return 0
