@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from course.grading import protocol
+from course.grading.cgroups import WorkerCgroup
 from course.grading.notebook import SubmissionError, plan_cells, read_notebook
 from course.grading.sandbox import Limits
 from course.grading.session import Budget, StudentFailure, Submission
@@ -26,6 +27,14 @@ def cell(src: str, gid: str | None, *, solution=False, grade=False, tags=()):
     return c
 
 
+def _cgroups_writable() -> bool:
+    probe = WorkerCgroup(8, None)
+    ok = probe.active
+    probe.destroy()
+    return ok
+
+
+_CGROUPS = _cgroups_writable()
 SETUP = cell("import torch\nSCALE = 2", "setup")
 TEST = cell("assert double(torch.ones(1)).item() == 2", "test_double", grade=True)
 EXPERIMENT = cell("import time\ntime.sleep(60)", "exp_slow", tags=["experiment"])
@@ -175,6 +184,20 @@ def test_crashes_cost_only_the_call(tmp_path, release, code, pattern):
     try:
         with pytest.raises(StudentFailure, match=pattern):
             sub.call("bad")
+        assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
+    finally:
+        sub.close()
+
+
+@pytest.mark.skipif(not _CGROUPS,
+                    reason="cgroups are not writable here: a fork bomb would not be contained")
+def test_fork_bomb_is_contained(tmp_path, release):
+    body = GOOD + ("\ndef bomb():\n    import os\n    while True:\n        try:\n"
+                   "            os.fork()\n        except OSError:\n            pass\n")
+    sub = submission(tmp_path, release, body, call_s=3)
+    try:
+        with pytest.raises(StudentFailure, match="did not finish within 3 s"):
+            sub.call("bomb")
         assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
     finally:
         sub.close()

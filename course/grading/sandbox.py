@@ -3,8 +3,9 @@
 Each worker runs in its own scratch directory and session, with an address-space (memory)
 cap, a CPU-time cap, a cap on file size and on captured output, its environment reduced to
 what the notebook needs, and, where the platform allows (Linux with ``unshare``): its own PID
-namespace (a fork bomb dies with the worker) and no network. Every request has a wall-clock
-deadline; on expiry the whole process tree is killed.
+namespace (a fork bomb dies with the worker) and no network, and, where cgroups are writable,
+caps on its number of processes and on its resident memory (:mod:`course.grading.cgroups`).
+Every request has a wall-clock deadline; on expiry the whole process tree is killed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from course.grading import protocol
+from course.grading.cgroups import WorkerCgroup
 from course.paths import data_dir
 
 
@@ -38,6 +40,7 @@ class Limits:
     output_kb: int = 64  # captured stdout/stderr kept (head and tail)
     reply_mb: int = 256
     threads: int = 0  # torch/OpenMP threads; 0: leave to the platform
+    processes: int = 256  # processes and threads (a cgroup cap, where cgroups are writable)
 
 
 class WorkerError(RuntimeError):
@@ -76,11 +79,19 @@ def isolation_summary() -> str:
     parts = ["own session", "rlimits"]
     if _isolation_prefix():
         parts += ["PID namespace", "no network"]
+    probe = WorkerCgroup(8, 2**26)
+    if probe.active:
+        parts.append("cgroup caps on processes and memory")
+    probe.destroy()
     return ", ".join(parts)
 
 
-def _set_limits(limits: Limits, cap_memory: bool) -> None:
+def _set_limits(limits: Limits, cap_memory: bool, cgroup: WorkerCgroup) -> None:
     """Runs in the child between fork and exec."""
+    try:
+        cgroup.enter()
+    except OSError:  # pragma: no cover - the group vanished; rlimits still apply
+        pass
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the grader
@@ -138,6 +149,7 @@ class WorkerProcess:
     scale: str = "ci"
     proc: subprocess.Popen | None = None
     scratch: Path | None = None
+    cgroup: WorkerCgroup | None = None
 
     def start(self) -> None:
         self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
@@ -147,6 +159,7 @@ class WorkerProcess:
         cmd = [*_isolation_prefix(), sys.executable, "-I", "-m", "course.grading.worker",
                str(to_worker_r), str(from_worker_w)]
         cap_memory = not self.device.startswith("cuda")
+        self.cgroup = WorkerCgroup(self.limits.processes, self.limits.memory_mb * 2**20)
         try:
             self.proc = subprocess.Popen(
                 cmd,
@@ -157,7 +170,7 @@ class WorkerProcess:
                 env=self._env(),
                 pass_fds=(to_worker_r, from_worker_w),
                 start_new_session=True,
-                preexec_fn=functools.partial(_set_limits, self.limits, cap_memory),
+                preexec_fn=functools.partial(_set_limits, self.limits, cap_memory, self.cgroup),
             )
         finally:
             for fd in (to_worker_r, from_worker_w, out_w):
@@ -201,6 +214,9 @@ class WorkerProcess:
             raise WorkerTimeout(f"no answer within {timeout:g} s") from None
         except (EOFError, BrokenPipeError):
             code = self.wait_exit()
+            if code in (-signal.SIGKILL, 137) and self.cgroup and self.cgroup.hit_memory_limit():
+                raise WorkerCrashed("the worker process was killed: it used more than the "
+                                    f"{self.limits.memory_mb} MiB memory limit") from None
             raise WorkerCrashed(describe_exit(code)) from None
         except protocol.ProtocolError as exc:
             self.kill()
@@ -224,6 +240,8 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:  # pragma: no cover
@@ -244,6 +262,8 @@ class WorkerProcess:
                     os.close(fd)
                 except OSError:
                     pass
+        if self.cgroup is not None:
+            self.cgroup.destroy()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
         self.proc = None
