@@ -144,3 +144,11 @@ def test_class_csv_and_table(graded, tmp_path):
     assert len(lines) == len(results) + 1
     full = f"{sum(notebook_points(graded['assignment']).values()):g}"
     assert re.search(rf"reference\s+{graded['assignment']}\s+{full}/{full}\s", runner.table(results))
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA on this machine")
+def test_reference_scores_full_marks_on_cuda(graded, tmp_path):
+    job = next(j for j in graded["jobs"] if j.name == "reference")
+    res = runner.grade_job(job, tmp_path, runner.Settings(device="cuda"))
+    assert res["extra_data"]["device"] == "cuda"
+    assert res["score"] == res["max_score"], problems(res)
