@@ -73,6 +73,14 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return grading_cli.run(args)
 
 
+def _cmd_gradescope(args: argparse.Namespace) -> int:
+    from course import gradescope
+    from course.paths import check_assignment
+
+    print(gradescope.build(check_assignment(args.assignment), out_dir=args.out))
+    return 0
+
+
 def _assignments(given: list[str] | None) -> list[str]:
     from course.paths import assignment_ids, check_assignment
 
@@ -124,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Exit non-zero if release/ or solutions/ is stale or edited by hand.")
     p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("gradescope", help="build a Gradescope autograder zip for an assignment",
+                       description="Write gradescope/<id>.zip: setup.sh, run_autograder and the "
+                                   "grading part of this repository (no source, no solutions).")
+    p.add_argument("assignment", help="assignment id")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: gradescope/)")
+    p.set_defaults(func=_cmd_gradescope)
 
     from course.grading.cli import add_grade_parser
 

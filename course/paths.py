@@ -20,7 +20,7 @@ def repo_root() -> Path:
     if env:
         return Path(env).resolve()
     candidate = PACKAGE_DIR.parent
-    if (candidate / "pyproject.toml").exists() and (candidate / "source").is_dir():
+    if (candidate / "pyproject.toml").exists():
         return candidate
     return Path.cwd().resolve()
 
@@ -32,9 +32,15 @@ def data_dir() -> Path:
 
 
 def assignment_ids(root: Path | None = None) -> list[str]:
-    """Assignment ids, one per ``source/<id>/<id>.ipynb``, sorted."""
-    src = (root or repo_root()) / "source"
-    return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) if src.is_dir() else []
+    """Assignment ids, one per ``source/<id>/<id>.ipynb`` (or ``release/<id>/<id>.ipynb`` in a
+    grading bundle, which ships no source), sorted."""
+    base = root or repo_root()
+    ids: set[str] = set()
+    for folder in ("source", "release"):
+        d = base / folder
+        if d.is_dir():
+            ids.update(p.name for p in d.iterdir() if (p / f"{p.name}.ipynb").is_file())
+    return sorted(ids)
 
 
 class UnknownAssignment(CourseError):
