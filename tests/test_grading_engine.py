@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,8 +14,9 @@ import torch
 from course.grading import protocol
 from course.grading.cgroups import WorkerCgroup
 from course.grading.notebook import SubmissionError, plan_cells, read_notebook
-from course.grading.sandbox import Limits
+from course.grading.sandbox import Limits, _isolation_prefix
 from course.grading.session import Budget, StudentFailure, Submission
+from course.paths import repo_root
 
 
 def cell(src: str, gid: str | None, *, solution=False, grade=False, tags=()):
@@ -201,6 +203,55 @@ def test_fork_bomb_is_contained(tmp_path, release):
         assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
     finally:
         sub.close()
+
+
+PROBE = GOOD + """
+def probe(read, write):
+    import os
+    out = {}
+    for path in read:
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+            out[path] = "read"
+        except Exception as exc:
+            out[path] = type(exc).__name__
+    for path in write:
+        try:
+            with open(path, "w") as fh:
+                fh.write("forged")
+            out[path] = "written"
+        except Exception as exc:
+            out[path] = type(exc).__name__
+    out["pids"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+    return out
+"""
+
+
+@pytest.mark.skipif("--mount" not in _isolation_prefix(),
+                    reason="no mount namespaces here: the filesystem is not locked down")
+def test_worker_sees_no_hidden_files_and_writes_only_scratch(tmp_path, release):
+    root = repo_root()
+    secret = tmp_path / "grades" / "alice" / "results.json"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("{}")
+    read = [str(root / "autograder" / "test_01_kmeans.py"), str(root / "README.md"),
+            str(root / "course" / "grading" / "worker.py")]
+    write = [str(secret), str(root / "course" / "forged.py"), "/tmp/mine.txt",
+             str(Path.home() / "forged.txt")]
+    sub = submission(tmp_path, release, PROBE)
+    try:
+        seen = sub.call("probe", read, write)
+    finally:
+        sub.close()
+    assert seen[read[0]] == "FileNotFoundError" and seen[read[1]] == "FileNotFoundError"
+    assert seen[read[2]] == "read"  # the worker's own package stays visible
+    assert seen[write[0]] == "FileNotFoundError"  # /tmp is a fresh tmpfs
+    assert seen[write[1]] == "OSError" and seen[write[3]] == "OSError"  # read-only
+    assert seen["/tmp/mine.txt"] == "written"
+    assert seen["pids"] <= 3  # its own PID namespace: the grader is invisible
+    assert secret.read_text() == "{}" and not (root / "course" / "forged.py").exists()
+    assert not [e for e in sub.events if e.startswith("sandbox:")], sub.events
 
 
 def test_output_is_capped(tmp_path, release):

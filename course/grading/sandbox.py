@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
 import os
 import resource
 import shutil
@@ -27,7 +28,8 @@ from typing import Any
 
 from course.grading import protocol
 from course.grading.cgroups import WorkerCgroup
-from course.paths import data_dir
+from course.grading.lockdown import needed_paths
+from course.paths import PACKAGE_DIR, data_dir, repo_root
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,10 @@ def _isolation_prefix() -> tuple[str, ...]:
     exe = shutil.which("unshare")
     if not exe or not sys.platform.startswith("linux"):
         return ()
-    candidates = [(exe, "--pid", "--fork", "--kill-child", "--net")]
-    if os.geteuid() != 0:
-        candidates = [(exe, "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--net")]
+    base = ("--pid", "--fork", "--kill-child", "--net")
+    mount = ("--mount", "--propagation", "private", "--mount-proc")
+    user = () if os.geteuid() == 0 else ("--user", "--map-root-user")
+    candidates = [(exe, *user, *base, *mount), (exe, *user, *base)]
     for prefix in candidates:
         try:
             ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0
@@ -79,6 +82,8 @@ def isolation_summary() -> str:
     parts = ["own session", "rlimits"]
     if _isolation_prefix():
         parts += ["PID namespace", "no network"]
+    if "--mount" in _isolation_prefix():
+        parts.append("read-only filesystem with the course repository hidden")
     probe = WorkerCgroup(8, 2**26)
     if probe.active:
         parts.append("cgroup caps on processes and memory")
@@ -156,8 +161,15 @@ class WorkerProcess:
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         out_r, out_w = os.pipe()
-        cmd = [*_isolation_prefix(), sys.executable, "-I", "-m", "course.grading.worker",
+        prefix = _isolation_prefix()
+        cmd = [*prefix, sys.executable, "-I", "-m", "course.grading.worker",
                str(to_worker_r), str(from_worker_w)]
+        if "--mount" in prefix:
+            cmd += ["--lockdown", json.dumps({
+                "hide": str(repo_root()),
+                "keep": [str(p) for p in needed_paths(PACKAGE_DIR, data_dir())],
+                "scratch_mb": self.limits.file_mb,
+            })]
         cap_memory = not self.device.startswith("cuda")
         self.cgroup = WorkerCgroup(self.limits.processes, self.limits.memory_mb * 2**20)
         try:

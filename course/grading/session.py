@@ -103,6 +103,10 @@ class Submission:
             self.events.append(f"running the notebook's cells: {exc}")
             raise StudentFailure(f"running the notebook's code: {exc}") from None
         self.cell_report = list(reply.get("value") or [])
+        for problem in reply.get("isolation") or []:
+            note = f"sandbox: {problem}"
+            if note not in self.events:
+                self.events.append(note)
         return worker
 
     def _timed(self, fn: Any) -> Any:

@@ -16,15 +16,19 @@ Everything it sends is plain data (see :mod:`course.grading.protocol`); the grad
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import sys
 import traceback
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from course.grading import protocol
+from course.grading.lockdown import lock_down
 
 CELL_PREFIX = "<cell "
 MAX_MESSAGE = 400
@@ -90,6 +94,7 @@ class Worker:
         self.ns: dict[str, Any] = {"__name__": "__main__", "get_ipython": _Magics}
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
+        self.isolation: list[str] = []
 
     # -- values in and out -------------------------------------------------------------
     def decode(self, obj: Any, device: torch.device) -> Any:
@@ -155,7 +160,7 @@ class Worker:
                 if isinstance(exc, SyntaxError):
                     err["where"] = f"cell {cell['id']}, line {exc.lineno}"
                 report.append({"id": cell["id"], "ok": False, **_strip_ok(err)})
-        return {"ok": True, "value": report, "devices": []}
+        return {"ok": True, "value": report, "devices": [], "isolation": self.isolation}
 
     def target(self, spec: Any) -> Any:
         if isinstance(spec, dict) and "__remote__" in spec:
@@ -226,8 +231,9 @@ def _resolve_ref(path: str) -> Any:
     return obj
 
 
-def serve(fd_in: int, fd_out: int) -> None:
+def serve(fd_in: int, fd_out: int, isolation: list[str] | None = None) -> None:
     worker = Worker()
+    worker.isolation = list(isolation or [])
     while True:
         try:
             msg = protocol.read_frame(fd_in)
@@ -245,7 +251,13 @@ def serve(fd_in: int, fd_out: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     fd_in, fd_out = int(argv[0]), int(argv[1])
-    serve(fd_in, fd_out)
+    isolation: list[str] = []
+    if "--lockdown" in argv:
+        spec = json.loads(argv[argv.index("--lockdown") + 1])
+        isolation = lock_down(Path(spec["hide"]), [Path(p) for p in spec["keep"]],
+                              int(spec["scratch_mb"]))
+        os.environ.update(HOME="/tmp", TMPDIR="/tmp", MPLCONFIGDIR="/tmp/.mpl")
+    serve(fd_in, fd_out, isolation)
 
 
 if __name__ == "__main__":
