@@ -294,9 +294,9 @@ def test_pca_matches_sklearn(submission):
 
 @points(1, cell="test_pca")
 def test_pca_on_mnist(submission, mnist10k):
-    """pca: equals scikit-learn's PCA on 1,000 MNIST images, 20 components"""
+    """pca: equals scikit-learn's PCA on 500 MNIST images, 20 components"""
     X, _ = mnist10k
-    _check_pca(submission, X[:1000], 20, "MNIST")
+    _check_pca(submission, X[:500], 20, "MNIST")
 
 
 @points(0.5, cell="test_pca")

@@ -38,3 +38,10 @@ def mnist_copy(mnist_root: Path, tmp_path: Path) -> Path:
     root = tmp_path / "data"
     shutil.copytree(mnist_root, root)
     return root
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001
+    """Print the corpus summary line (cases contained of cases tried) when it ran."""
+    line = getattr(config, "_corpus_summary", None)
+    if line:
+        terminalreporter.write_line(line)
