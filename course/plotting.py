@@ -7,7 +7,8 @@ changes no global matplotlib state (no style, no rcParams).
 
 Used by: 01_kmeans (all helpers); 03_autoencoder, 04_contrastive and 05_vae reuse
 ``show_images``, ``plot_curve`` and ``scatter_2d``; 03_autoencoder reuses
-``plot_explained_variance``.
+``plot_explained_variance``; 02_gradient_descent uses ``plot_curve`` and
+``plot_decision_boundary``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ __all__ = [
     "plot_curve",
     "plot_explained_variance",
     "scatter_2d",
+    "plot_decision_boundary",
+    "plot_curves_per_epoch",
 ]
 
 
@@ -321,4 +324,108 @@ def scatter_2d(
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    return ax
+
+
+def plot_decision_boundary(
+    predict: Any,
+    x: Any,
+    y: Any,
+    ax: Axes | None = None,
+    title: str = "",
+    resolution: int = 200,
+    margin: float = 0.5,
+    xlabel: str = "$x_1$",
+    ylabel: str = "$x_2$",
+    legend: bool = True,
+) -> Axes:
+    """Draw a binary classifier's view of the plane: shaded probability, boundary, points.
+
+    ``predict`` maps an (M, 2) float tensor of points to logits, shape (M,) or (M, 1), where
+    a positive logit means class 1: an ``nn.Module`` such as ``nn.Linear(2, 1)``, or any
+    function (``lambda p: model(features(p))``). It is evaluated under ``torch.no_grad()`` on
+    a ``resolution`` x ``resolution`` grid that covers ``x`` plus ``margin`` on every side,
+    built with the dtype and on the device of ``x`` (a tensor on any device), so the model
+    may live on a GPU. The background shows sigmoid(logit), the predicted probability of
+    class 1 (blue 0, red 1); the black line is the decision boundary (probability 0.5, logit
+    0). The points ``x`` (N, 2) are drawn coloured by their true label ``y`` ((N,) or (N, 1),
+    0 or 1); the legend goes below the axes, clear of the points. Returns the axes. Used by
+    02_gradient_descent.
+    """
+    pts = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"plot_decision_boundary: x must have shape (N, 2), got {tuple(pts.shape)}")
+    if not pts.is_floating_point():
+        pts = pts.float()
+    lab = to_numpy(y).ravel()
+    if len(lab) != len(pts):
+        raise ValueError(f"plot_decision_boundary: {len(pts)} points but {len(lab)} labels")
+    xy = to_numpy(pts).astype(np.float64)
+    lo, hi = xy.min(axis=0) - margin, xy.max(axis=0) + margin
+    g0 = np.linspace(lo[0], hi[0], resolution)
+    g1 = np.linspace(lo[1], hi[1], resolution)
+    mesh0, mesh1 = np.meshgrid(g0, g1)
+    grid = torch.from_numpy(np.stack([mesh0.ravel(), mesh1.ravel()], axis=1))
+    grid = grid.to(device=pts.device, dtype=pts.dtype)
+    with torch.no_grad():
+        logits = torch.as_tensor(predict(grid))
+    if logits.numel() != grid.shape[0]:
+        raise ValueError("plot_decision_boundary: predict must return one logit per point, "
+                         f"got shape {tuple(logits.shape)} for {grid.shape[0]} points")
+    logit = to_numpy(logits.reshape(-1)).astype(np.float64).reshape(mesh0.shape)
+    prob = 1.0 / (1.0 + np.exp(-np.clip(logit, -50.0, 50.0)))
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4.4), layout="constrained")
+    ax.contourf(mesh0, mesh1, prob, levels=np.linspace(0.0, 1.0, 11), cmap="RdBu_r",
+                alpha=0.35, antialiased=True)
+    if logit.min() < 0 < logit.max():
+        ax.contour(mesh0, mesh1, logit, levels=[0.0], colors="black", linewidths=1.5)
+    colours = {0: "#2166ac", 1: "#b2182b"}
+    markers = {0: "o", 1: "^"}
+    for c in (0, 1):
+        keep = lab == c
+        ax.scatter(xy[keep, 0], xy[keep, 1], s=14, c=colours[c], marker=markers[c],
+                   edgecolors="white", linewidths=0.4, label=f"class {c}")
+    if legend:
+        handles = ax.get_legend_handles_labels()[0]
+        handles.append(Line2D([], [], color="black", linewidth=1.5, label="boundary (p = 0.5)"))
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3,
+                  fontsize=8, frameon=False)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def plot_curves_per_epoch(
+    curves: Mapping[str, tuple[Any, int]],
+    title: str = "",
+    ylabel: str = "loss",
+    logy: bool = True,
+    ax: Axes | None = None,
+) -> Axes:
+    """Per-step training losses of several runs on one axis measured in epochs.
+
+    ``curves``: ``{name: (losses, steps_per_epoch)}``; step ``i`` (from 0) of a run is drawn at
+    ``(i + 1) / steps_per_epoch`` epochs, so runs with different batch sizes line up. A log
+    scale (``logy``) suits reconstruction losses. Returns the axes. Used by 03 (and 04, 05:
+    any comparison of training runs).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    for name, (losses, steps_per_epoch) in curves.items():
+        if steps_per_epoch < 1:
+            raise ValueError(f"plot_curves_per_epoch: steps_per_epoch of {name!r} must be >= 1")
+        y = to_numpy(losses).astype(np.float64).ravel()
+        ax.plot(np.arange(1, len(y) + 1) / steps_per_epoch, y, label=name, linewidth=1.2)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend()
     return ax

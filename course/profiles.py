@@ -16,9 +16,26 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         # 01_kmeans: the 10,000 MNIST test images, k = 10, 20 Lloyd iterations.
         "01_kmeans": {"n_images": 10_000, "k": 10, "n_iters": 20, "n_scatter": 5_000},
+        # 02_gradient_descent: epochs of each experiment on the tiny 2-D toy data, and the
+        # side of the grid on which decision boundaries are drawn.
+        "02_gradient_descent": {"gd_epochs": 200, "clf_epochs": 200, "circle_epochs": 300,
+                                "mlp_epochs": 2_000, "grid": 250},
+        # 03_autoencoder: all of MNIST; epochs and batch sizes of the three autoencoders (the
+        # MLP one for 15 epochs, as in the course's reference numbers), images in the speed
+        # comparison, points in each t-SNE map.
+        "03_autoencoder": {"n_train": 60_000, "n_test": 10_000, "n_epochs": 15, "batch_size": 1024,
+                           "linear_hidden": 50, "linear_lr": 1.0, "linear_epochs": 20,
+                           "conv_epochs": 5, "conv_batch_size": 128, "conv_lr": 5e-3,
+                           "n_speed": 10_240, "n_tsne": 2_000},
     },
     "ci": {
         "01_kmeans": {"n_images": 3_000, "k": 10, "n_iters": 20, "n_scatter": 2_000},
+        "02_gradient_descent": {"gd_epochs": 100, "clf_epochs": 100, "circle_epochs": 150,
+                                "mlp_epochs": 500, "grid": 120},
+        "03_autoencoder": {"n_train": 5_000, "n_test": 2_000, "n_epochs": 2, "batch_size": 1024,
+                           "linear_hidden": 50, "linear_lr": 1.0, "linear_epochs": 3,
+                           "conv_epochs": 1, "conv_batch_size": 128, "conv_lr": 5e-3,
+                           "n_speed": 2_048, "n_tsne": 500},
     },
 }
 
