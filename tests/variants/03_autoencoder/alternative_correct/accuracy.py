@@ -1,0 +1,2 @@
+def accuracy(pred, y):
+    return int((pred == y).sum()) / y.numel()

@@ -1,0 +1,5 @@
+import torch
+
+
+def nearest_centroid_predict(Z, centroids):
+    return torch.cdist(Z, centroids).argmin(dim=1)
