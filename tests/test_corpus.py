@@ -22,14 +22,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _cgroups() -> bool:
-    probe = WorkerCgroup(8, None)
-    ok = probe.active
-    probe.destroy()
-    return ok
-
-
-CASES = [c for c in corpus.cases() if c.needs != "cgroups" or _cgroups()]
+CASES = [c for c in corpus.cases() if c.needs != "cgroups" or WorkerCgroup.available()]
 
 
 def _jobs(folder: Path, notebooks: dict[str, bytes]) -> list[runner.Job]:

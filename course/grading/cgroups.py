@@ -68,6 +68,14 @@ class WorkerCgroup:
     def active(self) -> bool:
         return bool(self.dirs)
 
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this machine lets the grader create worker cgroups (a throw-away probe)."""
+        probe = cls(8, 2**26)
+        ok = probe.active
+        probe.destroy()
+        return ok
+
     def enter(self) -> None:
         """Move the calling process into every group (runs in the child before exec)."""
         for d in self.dirs:

@@ -25,6 +25,7 @@ from typing import Any
 
 from course.errors import CourseError
 from course.paths import assignment_ids, repo_root
+from course.submissions import release_path
 
 RESULTS = "results.json"
 FEEDBACK = "feedback.md"
@@ -58,7 +59,7 @@ def hidden_tests(assignment: str, root: Path | None = None) -> Path:
 
 
 def release_notebook(assignment: str, root: Path | None = None) -> Path:
-    path = (root or repo_root()) / "release" / assignment / f"{assignment}.ipynb"
+    path = release_path(assignment, root)
     if not path.is_file():
         raise CourseError(f"{path} is missing; run `course release {assignment}` first")
     return path

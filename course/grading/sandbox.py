@@ -84,10 +84,8 @@ def isolation_summary() -> str:
         parts += ["PID namespace", "no network"]
     if "--mount" in _isolation_prefix():
         parts.append("read-only filesystem with the course repository hidden")
-    probe = WorkerCgroup(8, 2**26)
-    if probe.active:
+    if WorkerCgroup.available():
         parts.append("cgroup caps on processes and memory")
-    probe.destroy()
     return ", ".join(parts)
 
 
