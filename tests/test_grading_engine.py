@@ -271,3 +271,38 @@ def test_setup_that_hangs_fails_every_call_quickly(tmp_path, release):
             sub.call("double", torch.ones(1))
     finally:
         sub.close()
+
+
+SPINNER = GOOD + """
+import threading, time
+COUNT = [0]
+
+def spin():
+    while True:
+        COUNT[0] += 1
+
+def start_spinning():
+    threading.Thread(target=spin, daemon=True).start()
+    return True
+
+def count(sleep=0.0):
+    time.sleep(sleep)
+    return COUNT[0]
+"""
+
+
+def test_student_code_runs_only_inside_a_request(tmp_path, release):
+    """A thread left running after a call is stopped while the grader works between calls."""
+    import time
+
+    sub = submission(tmp_path, release, SPINNER)
+    try:
+        sub.call("start_spinning")
+        a = sub.call("count")
+        b = sub.call("count", 0.3)  # 0.3 s inside a request: the thread runs
+        time.sleep(1.0)  # 1 s between requests: it must not
+        c = sub.call("count")
+    finally:
+        sub.close()
+    assert b - a > 1000
+    assert c - b < (b - a) / 2, (a, b, c)

@@ -1,6 +1,6 @@
 """Per-worker Linux control groups: a cap on processes (fork bombs) and on resident memory
-(which, unlike the address-space rlimit, also holds with CUDA), where the grader may create
-them (root, cgroup v1 or v2 mounted writable). Elsewhere nothing happens and the rlimits of
+(which, unlike the address-space rlimit, also holds with CUDA), and a freezer that stops the
+worker's processes between requests, where the grader may create them (root, cgroup v1 or v2 mounted writable). Elsewhere nothing happens and the rlimits of
 :mod:`course.grading.sandbox` remain the only caps.
 """
 
@@ -63,6 +63,11 @@ class WorkerCgroup:
             self.dirs.append(d)
             (d / "memory.limit_in_bytes").write_text(str(memory_bytes))
             self.memory_dir = d
+        freezer = ROOT / "freezer"
+        if freezer.is_dir():
+            d = freezer / _own_path("freezer").lstrip("/") / self.name
+            d.mkdir()
+            self.dirs.append(d)
 
     @property
     def active(self) -> bool:
@@ -80,6 +85,18 @@ class WorkerCgroup:
         """Move the calling process into every group (runs in the child before exec)."""
         for d in self.dirs:
             (d / "cgroup.procs").write_text(str(os.getpid()))
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop (or resume) every process in the group, including ones that left the worker's
+        session; nothing happens where no group has a freezer."""
+        for d in self.dirs:
+            for name, value in (("cgroup.freeze", "1" if frozen else "0"),
+                                ("freezer.state", "FROZEN" if frozen else "THAWED")):
+                if (d / name).is_file():
+                    try:
+                        (d / name).write_text(value)
+                    except OSError:
+                        pass
 
     def hit_memory_limit(self) -> bool:
         """Whether the memory cap was reached (the kernel then kills the worker)."""

@@ -134,5 +134,6 @@ def read_frame(fd: int, deadline: float | None = None, max_size: int = MAX_FRAME
     """Read one frame and load it as data."""
     (size,) = HEADER.unpack(read_exact(fd, HEADER.size, deadline))
     if size > max_size:
-        raise ProtocolError(f"reply of {size} bytes exceeds the {max_size}-byte cap")
+        raise ProtocolError(f"a reply of {size / 2**20:.0f} MiB exceeds the "
+                            f"{max_size / 2**20:.0f} MiB cap on results")
     return loads(read_exact(fd, size, deadline))

@@ -5,7 +5,9 @@ cap, a CPU-time cap, a cap on file size and on captured output, its environment 
 what the notebook needs, and, where the platform allows (Linux with ``unshare``): its own PID
 namespace (a fork bomb dies with the worker) and no network, and, where cgroups are writable,
 caps on its number of processes and on its resident memory (:mod:`course.grading.cgroups`).
-Every request has a wall-clock deadline; on expiry the whole process tree is killed.
+Every request has a wall-clock deadline; on expiry the whole process tree is killed. Between
+requests the worker's processes are stopped (SIGSTOP to its process group, and the cgroup
+freezer where there is one), so student code only ever runs inside a timed request.
 """
 
 from __future__ import annotations
@@ -215,10 +217,13 @@ class WorkerProcess:
         if self.proc is None:
             raise WorkerCrashed("worker not started")
         deadline = time.monotonic() + timeout
+        self._pause(False)
         try:
             protocol.write_frame(self._to_worker, protocol.encode(message))
-            return protocol.read_frame(self._from_worker, deadline,
-                                       max_size=self.limits.reply_mb * 2**20)
+            reply = protocol.read_frame(self._from_worker, deadline,
+                                        max_size=self.limits.reply_mb * 2**20)
+            self._pause(True)
+            return reply
         except protocol.FrameTimeout:
             self.kill()
             raise WorkerTimeout(f"no answer within {timeout:g} s") from None
@@ -231,6 +236,19 @@ class WorkerProcess:
         except protocol.ProtocolError as exc:
             self.kill()
             raise WorkerCrashed(f"broke the protocol: {exc}") from None
+
+    def _pause(self, stopped: bool) -> None:
+        """Stop the worker's processes between requests (and resume them for the next), so
+        that student code runs only while a request is timed: a thread or child left running
+        after a call cannot keep using CPU or writing while the grader checks the result."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self.cgroup is not None:
+            self.cgroup.freeze(stopped)
+        try:
+            os.killpg(self.proc.pid, signal.SIGSTOP if stopped else signal.SIGCONT)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def wait_exit(self, timeout: float = 5.0) -> int | None:
         assert self.proc is not None
@@ -246,6 +264,8 @@ class WorkerProcess:
     def kill(self) -> None:
         if self.proc is None:
             return
+        if self.cgroup is not None:
+            self.cgroup.freeze(False)  # frozen tasks of a v1 freezer would not die
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -260,6 +280,7 @@ class WorkerProcess:
     def close(self) -> None:
         """Stop the worker (politely, then by force) and remove its scratch directory."""
         if self.proc is not None and self.proc.poll() is None:
+            self._pause(False)
             try:
                 protocol.write_frame(self._to_worker, {"op": "exit"})
                 self.proc.wait(2)

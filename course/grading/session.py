@@ -143,8 +143,8 @@ class Submission:
         try:
             reply = self._timed(lambda: worker.request(message, limit))
         except WorkerTimeout:
-            self.events.append(f"{what}: timed out after {limit:g} s")
-            raise StudentFailure(f"{what} did not finish within {limit:g} s") from None
+            self.events.append(f"{what}: timed out after {_secs(limit)} s")
+            raise StudentFailure(f"{what} did not finish within {_secs(limit)} s") from None
         except WorkerCrashed as exc:
             self.events.append(f"{what}: {exc}")
             raise StudentFailure(f"{what}: {exc}") from None
@@ -193,6 +193,8 @@ class Submission:
         if kind == "missing":
             name = what.split("(")[0]
             return f"`{name}` is not defined by the notebook{self._why_missing(name)}"
+        if kind == "reply":
+            return f"{what} returned a value that cannot be sent back for grading: {message}"
         return f"{what} raised {typ}: {message}{where}"
 
     def _why_missing(self, name: str) -> str:
@@ -206,6 +208,11 @@ class Submission:
         if self.plan.missing:
             return f" ({'; '.join(self.plan.notes)})"
         return ""
+
+
+def _secs(seconds: float) -> str:
+    """A time limit for a message: "52", "2", "0.5"."""
+    return f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.2g}"
 
 
 def _label(target: Any) -> str:

@@ -117,6 +117,9 @@ class Worker:
     def encode(self, obj: Any, devices: list[str]) -> Any:
         if isinstance(obj, torch.Tensor):
             devices.append(str(obj.device))
+            if obj.device.type == "meta":
+                raise ValueError("it returned a tensor on the meta device, which holds no "
+                                 "values: keep results on the inputs' device")
             return obj.detach().cpu().clone().as_subclass(torch.Tensor)
         if obj is None or isinstance(obj, (bool, int, str)):
             return obj
@@ -143,7 +146,11 @@ class Worker:
 
     def value_reply(self, value: Any) -> dict:
         devices: list[str] = []
-        data = self.encode(value, devices)
+        try:
+            data = self.encode(value, devices)
+        except Exception as exc:  # noqa: BLE001 - a result that cannot travel as data
+            return {"ok": False, "kind": "reply", "type": str(type(exc).__name__)[:80],
+                    "message": _short(exc), "where": ""}
         return {"ok": True, "value": data, "devices": sorted(set(devices))}
 
     # -- operations ----------------------------------------------------------------------
