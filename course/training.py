@@ -2,13 +2,15 @@
 
 No ``DataLoader`` and no per-sample Python work: a data set is one tensor on the device and a
 minibatch is a slice of it picked by a random permutation of the row indices. Used by
-03_autoencoder (and meant for 04_contrastive and 05_vae): ``minibatches`` for training loops,
-``batched`` and ``mean_reconstruction_error`` for evaluation, ``tsne`` for 2-D maps, and
-``stopwatch`` for honest timings on any device.
+03_autoencoder and 04_contrastive (and meant for 05_vae): ``minibatches`` for training loops,
+``batched`` and ``mean_reconstruction_error`` for evaluation, ``random_affine`` for augmented
+views of digits (04), ``tsne`` for 2-D maps, and ``stopwatch`` for honest timings on any
+device.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +18,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["minibatches", "batched", "mean_reconstruction_error", "tsne", "stopwatch"]
+__all__ = ["minibatches", "batched", "mean_reconstruction_error", "random_affine", "tsne",
+           "stopwatch"]
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator | None = None,
@@ -69,6 +72,42 @@ def mean_reconstruction_error(model: torch.nn.Module, X: torch.Tensor,
         return total / X.numel()
     finally:
         model.train(was_training)
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator | None = None,
+                  degrees: float = 15.0, shift: float = 0.15, scale: float = 0.1) -> torch.Tensor:
+    """A randomly rotated, shifted and zoomed copy of every image in ``x``, in one batched call.
+
+    ``x``: (B, 784) rows or (B, 1, 28, 28) images (any square size), on any device; the result
+    has the same shape, dtype and device. Each image gets its own rotation in
+    ``[-degrees, degrees]``, shift in ``[-shift, shift]`` of half the image side along each
+    axis and zoom factor in ``[1 - scale, 1 + scale]``, drawn from ``generator`` on the CPU
+    (so a seed gives the same views on every device). The transform is applied with
+    ``affine_grid`` and bilinear ``grid_sample`` (zeros outside the image): no Python loop over
+    images. Used by 04_contrastive to make two views of the same digit (NT-Xent positives).
+    """
+    if x.dim() not in (2, 4):
+        raise ValueError(f"random_affine: expected (B, H*W) or (B, 1, H, W), got {tuple(x.shape)}")
+    n = x.shape[0]
+    side = math.isqrt(x.shape[1]) if x.dim() == 2 else x.shape[-1]
+    if x.dim() == 2 and side * side != x.shape[1]:
+        raise ValueError(f"random_affine: rows of {x.shape[1]} numbers are not square images")
+    images = x.reshape(n, -1, side, side)
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=generator) * 2 - 1  # in [-1, 1)
+
+    angle = uniform(n) * math.radians(degrees)
+    zoom = 1 + uniform(n) * scale
+    offset = uniform(n, 2) * shift
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, offset[:, 0]], dim=1),
+                         torch.stack([sin, cos, offset[:, 1]], dim=1)], dim=1)
+    theta = theta.to(device=x.device, dtype=x.dtype)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    out = torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                          align_corners=False)
+    return out.reshape(x.shape)
 
 
 def tsne(Z: torch.Tensor, seed: int = 0, perplexity: float = 30.0, n_jobs: int = 2,
