@@ -49,7 +49,11 @@ def _cmd_solutions(args: argparse.Namespace) -> int:
     from course import generate
 
     for a in ids:
-        print(generate.solutions(a, execute=not args.no_execute, scale=args.scale))
+        path = generate.solutions(a, execute=not args.no_execute, scale=args.scale)
+        print(path)
+        for cell_id in args.print or []:
+            print(f"--- {a}: output of cell {cell_id} ---")
+            print(generate.cell_text(path, cell_id), end="")
     return 0
 
 
@@ -126,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-execute", action="store_true", help="write without executing")
     p.add_argument("--scale", choices=["full", "ci"], default="full",
                    help="scale profile to execute at (default: full; `course check` expects full)")
+    p.add_argument("--print", metavar="CELL", action="append",
+                   help="afterwards print what the code cell with this grade id printed "
+                        "(repeatable), e.g. --print exp_accuracy_table")
     p.set_defaults(func=_cmd_solutions)
 
     p = sub.add_parser("check", help="are release/ and solutions/ in sync with source/?",

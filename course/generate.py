@@ -256,6 +256,26 @@ def solutions(
     return path
 
 
+def cell_text(notebook: Path | str, cell_id: str) -> str:
+    """The printed text (stdout and plain-text results) of the code cell ``cell_id``.
+
+    For reading a number out of an executed notebook, e.g. the accuracy table of
+    ``solutions/04_contrastive``. ``CourseError`` if no code cell has that id.
+    """
+    nb = _read(Path(notebook))
+    cell = next((c for c in nb.cells if c.cell_type == "code" and _grade_id(c) == cell_id), None)
+    if cell is None:
+        ids = [_grade_id(c) for c in nb.cells if c.cell_type == "code"]
+        raise CourseError(f"{notebook}: no code cell {cell_id!r} (code cells: {', '.join(ids)})")
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("name") == "stdout":
+            parts.append(out.get("text", ""))
+        elif "text/plain" in out.get("data", {}) and "image/png" not in out.get("data", {}):
+            parts.append(out["data"]["text/plain"] + "\n")
+    return "".join(parts)
+
+
 def _copy_assignment_files(root: Path, assignment: str, out_dir: Path) -> None:
     """Copy the non-notebook files of ``source/<id>/`` (data, helpers) into ``out_dir``."""
     for rel, src in _extra_source_files(root, assignment).items():

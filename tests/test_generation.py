@@ -186,6 +186,21 @@ def test_executed_solutions_have_outputs_and_figures(generated: Path) -> None:
     assert stamp.content_sha256 == generate.cells_digest(nb.cells)
 
 
+def test_cell_text_reads_what_a_cell_printed(generated: Path) -> None:
+    assert generate.cell_text(_solution_path(generated), "plot_values") == "sum of squares: 25.0\n"
+    with pytest.raises(CourseError, match="no code cell 'nope'"):
+        generate.cell_text(_solution_path(generated), "nope")
+
+
+def test_solutions_cli_prints_the_named_cell(course: Path, monkeypatch, capsys) -> None:
+    from course import cli
+
+    monkeypatch.setenv("COURSE_ROOT", str(course))
+    assert cli.main(["solutions", FX, "--print", "plot_values"]) == 0
+    out = capsys.readouterr().out
+    assert f"--- {FX}: output of cell plot_values ---\nsum of squares: 25.0\n" in out
+
+
 def test_a_failing_solution_is_an_error_and_writes_nothing(course: Path) -> None:
     def break_solution(nb: dict) -> None:
         nb["cells"][2]["source"] = ["def add_squares(a, b):\n", "    return a + b"]
