@@ -260,14 +260,31 @@ def test_train_classifier_blobs_accuracy(submission, blobs_run, blobs):
            f"{acc:.3f} after 80 epochs with lr = 0.1 (at least 0.95 expected)")
 
 
+def bce_of(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The training loss of the linear classifier with weights (w, b), computed here."""
+    logits = x.double() @ w.double().T + b.double()
+    return float(nn.functional.binary_cross_entropy_with_logits(logits, y.double()))
+
+
 @points(0.5, cell="test_train_classifier")
-def test_train_classifier_loss_falls(blobs_run):
+def test_train_classifier_loss_falls(submission, blobs_run, blobs):
     """train_classifier: the training loss falls to less than half its first value on the toy data"""
     loss_log = blobs_run[2]
     expect(all(v == v and abs(v) != float("inf") for v in loss_log),
            "loss_log contains NaN or infinite values")
     expect(loss_log[-1] < 0.5 * loss_log[0], f"the training loss went from {loss_log[0]:.3f} "
            f"to {loss_log[-1]:.3f} in 80 epochs: it should fall below half its first value")
+    # the reported losses must be those of real training: recompute them here, from the start
+    # the recipe prescribes (seed 0) and from the returned model (reference ratio 0.05)
+    x_train, _, y_train, _ = blobs
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        start = nn.Linear(2, 1)
+    w, b = linear_weights(submission, blobs_run[1])
+    expect(bce_of(w, b, x_train, y_train) < 0.5 * bce_of(start.weight.detach(), start.bias.detach(),
+                                                         x_train, y_train),
+           "loss_log falls, but the returned model's own training loss did not fall below half "
+           "that of its starting weights: loss_log should come from training the model")
 
 
 @points(1, cell="test_train_classifier")

@@ -235,17 +235,30 @@ def test_train_returns_step_losses(submission):
     losses = submission.call("train_autoencoder", model, X, 3, batch_size=64, lr=1e-2)
     _losses(losses, n=3 * 5)
     after = submission.method(model, "state_dict")
-    expect(isinstance(after, Mapping) and not torch.equal(after["weight"], before["weight"]),
+    expect(isinstance(after, Mapping) and set(after) == set(before),
+           "after train_autoencoder the model's state_dict no longer has the model's parameters")
+    weight = expect_tensor(after["weight"], "the trained model's weight",
+                           shape=tuple(before["weight"].shape))
+    expect(not torch.equal(weight, before["weight"]),
            "the model's weights did not change during training")
 
 
 @points(1, cell="test_train_autoencoder")
-def test_train_loss_halves(trained_ae):
+def test_train_loss_halves(trained_ae, mnist_train):
     """train_autoencoder: the last step's loss is at most half the first (Adam, lr 1e-3)"""
     losses = _losses(trained_ae[0], n=2 * N_FIT // 128)
     # reference, seeds 0-4: last / first = 0.33 to 0.40; lr = 0 stays at 1.01
     expect(losses[-1] <= 0.5 * losses[0], f"the loss went from {losses[0]:.4f} to "
            f"{losses[-1]:.4f}: it should at least halve in this short run")
+    # the reported losses must be those of real training: the model's own error on the
+    # training images, here, before (same seed, same layers) and after
+    X, _ = mnist_train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        untrained = flat_autoencoder()
+    expect(heldout_mse(trained_ae[1], X[:N_FIT]) <= 0.5 * heldout_mse(untrained, X[:N_FIT]),
+           "the returned losses halve, but the trained model's own reconstruction error on the "
+           "training images did not: the losses should come from training the model")
 
 
 @points(2, cell="test_train_autoencoder")
