@@ -4,16 +4,21 @@ For every assignment with ``tests/variants/<id>/expected.json``: the reference s
 full marks, the untouched release zero, the demo mistake partial marks, and each variant
 (a folder of solution cells swapped into the reference) fails exactly the hidden tests that
 ``expected.json`` lists ("fail": must fail, "may_fail": allowed to fail). Results follow
-Gradescope's schema and leak nothing of the hidden tests.
+Gradescope's schema, and no file the run produces holds hidden test code, reference solution
+code, reference values or the tests' own data (the grader processes record those values with
+tests/audit_plugin.py, and every artefact is grepped for them).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from course.grading import runner
 from course.grading.notebook import grade_id, nbgrader_meta, read_notebook
@@ -59,8 +64,16 @@ def graded(request, tmp_path_factory) -> dict:
     jobs = [runner.Job(name, write_notebook(nb, tmp / "submitted" / name / f"{assignment}.ipynb"),
                        assignment) for name, nb in notebooks.items()]
     out = tmp / "grades"
-    results = runner.grade_jobs(jobs, out, runner.Settings(), jobs_in_parallel=2, progress=False)
-    return {"assignment": assignment, "out": out, "jobs": jobs,
+    audit = tmp / "audit"
+    with pytest.MonkeyPatch.context() as mp:  # the grader processes record reference values
+        mp.setenv("PYTEST_PLUGINS", "audit_plugin")
+        mp.setenv("COURSE_AUDIT_DIR", str(audit))
+        mp.setenv("PYTHONPATH", os.pathsep.join(
+            p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p))
+        results = runner.grade_jobs(jobs, out, runner.Settings(), jobs_in_parallel=2,
+                                    progress=False)
+    recorded = [torch.load(f, weights_only=True) for f in sorted(audit.glob("*.pt"))]
+    return {"assignment": assignment, "out": out, "jobs": jobs, "recorded": recorded,
             "results": {job.name: res for job, res in results}}
 
 
@@ -111,15 +124,127 @@ def test_results_follow_gradescope_schema(graded):
             assert "\n" not in t["output"]
 
 
-def test_results_and_feedback_leak_no_hidden_test_code(graded):
-    hidden = (ROOT / "autograder" / f"test_{graded['assignment']}.py").read_text().splitlines()
-    code_lines = {ln.strip() for ln in hidden
-                  if len(ln.strip()) > 25 and not ln.strip().startswith(('"""', "#"))}
-    for path in Path(graded["out"]).rglob("*"):
-        if path.suffix in {".json", ".md", ".csv", ".txt"}:
-            text = path.read_text()
-            leaked = [ln for ln in code_lines if ln in text]
-            assert not leaked, (path, leaked[:3])
+# -- nothing secret in any artefact ------------------------------------------------------------
+def hidden_test_lines(assignment: str) -> set[str]:
+    """Non-trivial code lines of the hidden tests (docstring first lines are the public test
+    names, so docstrings and comments are left out)."""
+    lines = (ROOT / "autograder" / f"test_{assignment}.py").read_text().splitlines()
+    return {ln.strip() for ln in lines
+            if len(ln.strip()) > 25 and not ln.strip().startswith(('"""', "#"))}
+
+
+def solution_lines(assignment: str) -> set[str]:
+    """Non-trivial lines between ### BEGIN SOLUTION and ### END SOLUTION in the source
+    notebook that the release does not show anyway."""
+    source = read_notebook(ROOT / "source" / assignment / f"{assignment}.ipynb")
+    public = json.dumps(read_notebook(release_path(assignment)))
+    lines = set()
+    for cell in source["cells"]:
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", text, re.S):
+            for ln in block.splitlines():
+                ln = ln.strip()
+                if len(re.sub(r"\s", "", ln)) >= 16 and json.dumps(ln)[1:-1] not in public:
+                    lines.add(ln)
+    return lines
+
+
+NUMBER = re.compile(r"(?<![\w.])(\d+\.\d+)(?:[eE]([+-]?\d+))?")
+
+
+def printed_numbers(text: str) -> list[tuple[str, float, float, int]]:
+    """Decimal numbers in ``text``, in order: (as printed, value, half the width of the values
+    that print so, significant digits). Signs are dropped; numbers with fewer than 3
+    significant digits (0.5, 1.25e-3, 100.0) say too little to count."""
+    out = []
+    for m in NUMBER.finditer(text):
+        mantissa, exp = m.group(1), int(m.group(2) or 0)
+        digits = len(mantissa.replace(".", "").lstrip("0").rstrip("0"))
+        if digits >= 3:
+            decimals = len(mantissa.split(".")[1])
+            out.append((m.group(0), float(mantissa) * 10.0**exp,
+                        0.5 * 10.0 ** (exp - decimals), digits))
+    return out
+
+
+def leaked_values(text: str, recorded: list[torch.Tensor]) -> list[str]:
+    """Recorded values that ``text`` prints, in any format (repr, f"{v:.4f}", f"{v:.3g}",
+    scientific, str(tensor), tolist()). A number counts when it is a small tensor's entry
+    (8 or fewer non-integer entries, e.g. a scalar), when it has at least 6 significant
+    digits, or when two numbers in a row are two neighbouring entries of one tensor (what
+    printing a tensor or a list shows); integers (counts, labels, sizes) are ignored."""
+    numbers = printed_numbers(text)
+    found = []
+    for values in recorded:
+        a = values.abs().numpy().astype(np.float64)
+        a[~np.isfinite(a) | (a == np.round(a))] = np.nan
+        order = np.argsort(a)[: int(np.count_nonzero(~np.isnan(a)))]
+        ordered = a[order]
+        small = len(order) <= 8
+        hits = []
+        for shown, value, half, digits in numbers:
+            tol = half + 1e-7 * value
+            lo = np.searchsorted(ordered, value - tol, side="left")
+            hi = np.searchsorted(ordered, value + tol, side="right")
+            idx = set(order[lo:hi].tolist())
+            hits.append(idx)
+            if idx and (small or digits >= 6):
+                found.append(shown)
+        for j in range(len(numbers) - 1):
+            if any(i + 1 in hits[j + 1] for i in hits[j]):
+                found.append(f"{numbers[j][0]}, {numbers[j + 1][0]}")
+    return found
+
+
+def artefacts(out: Path) -> dict[Path, str]:
+    """Every file a grading run wrote (results, feedback, worker output, anything else)."""
+    return {p: p.read_text(errors="replace") for p in sorted(Path(out).rglob("*"))
+            if p.is_file()}
+
+
+def test_recorder_saw_the_reference_values(graded):
+    """The leak test below is only as good as what the grader processes recorded."""
+    assert len(graded["recorded"]) == len(graded["jobs"])
+    ref_expected = sum(len(r["expected"]) for r in graded["recorded"])
+    assert ref_expected >= 5 * len(graded["jobs"]), ref_expected
+
+
+def test_no_artefact_leaks_tests_solutions_reference_values_or_data(graded):
+    """Requirement 3: grep every produced file for hidden test code, reference solution code,
+    the reference values hidden tests compare against and the data they generate."""
+    code = hidden_test_lines(graded["assignment"]) | solution_lines(graded["assignment"])
+    values = [t for r in graded["recorded"] for key in ("expected", "inputs") for t in r[key]]
+    files = artefacts(graded["out"])
+    assert any(p.name == "results.json" for p in files) and any(
+        p.name == "feedback.md" for p in files)
+    for path, text in files.items():
+        leaked = [ln for ln in code if ln in text]
+        assert not leaked, (path, leaked[:3])
+        numbers = leaked_values(text, values)
+        assert not numbers, (path, numbers[:5])
+
+
+def test_leak_detector_finds_printed_reference_values():
+    """The detector itself: every usual way of printing a reference value is caught, and
+    ordinary messages are not flagged."""
+    g = torch.Generator().manual_seed(0)
+    big = torch.randn(300, 7, generator=g, dtype=torch.float64) * 40
+    scalar = torch.tensor([0.8213117], dtype=torch.float64)
+    rec = [big.reshape(-1), scalar]
+    assert not leaked_values("pca is wrong in 12 of 100 entries (largest relative error "
+                             "0.31); took 2.35 s, allowed 5.0 s; NMI 0.452", rec)
+    for text in (f"expected {big[:2]}", f"want {big[0].tolist()}",
+                 f"entry (3, 2) should be {big[3, 2].item()!r}", f"accuracy {scalar.item():.4f}",
+                 f"accuracy {scalar.item():.3g}", f"got 0.1, want {scalar}",
+                 f"row {big[5, :3].numpy()}", f"{big[1, 1].item():.6e}"):
+        assert leaked_values(text, rec), text
+
+
+def test_solution_and_test_lines_are_found():
+    """The code lists are not empty (a renamed marker would silently test nothing)."""
+    for assignment in ASSIGNMENTS:
+        assert len(solution_lines(assignment)) >= 10, assignment
+        assert len(hidden_test_lines(assignment)) >= 50, assignment
 
 
 def test_rerun_reuses_finished_results_and_grades_changed_ones(graded, tmp_path):
