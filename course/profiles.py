@@ -27,6 +27,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                            "linear_hidden": 50, "linear_lr": 1.0, "linear_epochs": 20,
                            "conv_epochs": 5, "conv_batch_size": 128, "conv_lr": 5e-3,
                            "n_speed": 10_240, "n_tsne": 2_000},
+        # 04_contrastive: all of MNIST; the MLP autoencoder of 03 trained for 15 epochs four
+        # ways (plain, one class pair, all pairs, NT-Xent) with the same seed and batches.
+        "04_contrastive": {"n_train": 60_000, "n_test": 10_000, "n_epochs": 15,
+                           "batch_size": 1024, "tau": 0.5, "weight": 1.0, "n_tsne": 2_000},
     },
     "ci": {
         "01_kmeans": {"n_images": 3_000, "k": 10, "n_iters": 20, "n_scatter": 2_000},
@@ -36,6 +40,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                            "linear_hidden": 50, "linear_lr": 1.0, "linear_epochs": 3,
                            "conv_epochs": 1, "conv_batch_size": 128, "conv_lr": 5e-3,
                            "n_speed": 2_048, "n_tsne": 500},
+        "04_contrastive": {"n_train": 5_000, "n_test": 2_000, "n_epochs": 2,
+                           "batch_size": 256, "tau": 0.5, "weight": 1.0, "n_tsne": 500},
     },
 }
 
