@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from course.data import load_mnist
 from course.grading.checks import (
     expect,
+    expect_close,
     expect_device,
     expect_finite,
     expect_tensor,
@@ -104,11 +105,11 @@ def test_contrastive_loss_matches_reference(submission, device):
     z, z_neg = codes(64, 16, 1), codes(64, 16, 3)
     z_neg[:8] = z[:8] * 3  # some pairs point the same way: similarity 1
     r = submission.call_info("contrastive_loss", z, z_neg)
-    got = scalar(r.value, "contrastive_loss(z, z_neg)")
+    scalar(r.value, "contrastive_loss(z, z_neg)")
     expect_device(r.devices, device, "contrastive_loss")
-    expect(close(got, float(ref_contrastive(z, z_neg, 0.5))),
-           "contrastive_loss(z, z_neg) with the default tau is not the mean over rows of "
-           "log(1 + exp(cos(z_i, z_neg_i) / 0.5))")
+    expect_close(r.value, ref_contrastive(z, z_neg, 0.5), "contrastive_loss(z, z_neg)",
+                 rtol=1e-4, atol=1e-5, hint="with the default tau it should be the mean over "
+                 "rows of log(1 + exp(cos(z_i, z_neg_i) / 0.5))")
 
 
 @points(1, cell="test_contrastive_loss")
@@ -130,10 +131,10 @@ def test_contrastive_loss_temperature(submission):
     """contrastive_loss: follows the temperature tau (0.05 to 3)"""
     z, z_neg = codes(40, 6, 11), codes(40, 6, 13)
     for tau in (0.05, 0.2, 1.0, 3.0):
-        got = scalar(submission.call("contrastive_loss", z, z_neg, tau=tau),
-                     f"contrastive_loss(..., tau={tau})")
-        expect(close(got, float(ref_contrastive(z, z_neg, tau))),
-               f"contrastive_loss with tau={tau} is wrong: divide the cosine similarity by tau")
+        got = submission.call("contrastive_loss", z, z_neg, tau=tau)
+        scalar(got, f"contrastive_loss(..., tau={tau})")
+        expect_close(got, ref_contrastive(z, z_neg, tau), f"contrastive_loss(..., tau={tau})",
+                     rtol=1e-4, atol=1e-5, hint="divide the cosine similarity by tau")
 
 
 @points(1, cell="test_contrastive_loss")
@@ -149,8 +150,8 @@ def test_contrastive_loss_stable(submission):
                f"contrastive_loss with tau={tau} and similarities near 1 returned "
                f"{float(got)}: log(1 + exp(x)) overflows for x > 88; use a stable form "
                "(nn.functional.softplus)")
-        expect(close(float(got), float(ref_contrastive(z, z_neg, tau)), rtol=1e-4),
-               f"contrastive_loss with tau={tau} and similarities near 1 is not accurate")
+        expect_close(got, ref_contrastive(z, z_neg, tau), f"contrastive_loss(..., tau={tau})",
+                     rtol=1e-4, atol=1e-5, hint="not accurate for similarities near 1")
 
 
 # -- sample_class_pair ----------------------------------------------------------------------
@@ -239,14 +240,15 @@ def test_all_pairs_loss_matches_reference(submission, device):
     z = codes(128, 12, 31)
     y = torch.randint(0, 10, (128,), generator=gen(32))
     r = submission.call_info("all_pairs_loss", z, y)
-    got = scalar(r.value, "all_pairs_loss(z, y)")
+    scalar(r.value, "all_pairs_loss(z, y)")
     expect_device(r.devices, device, "all_pairs_loss")
-    expect(close(got, float(ref_all_pairs(z, y, 0.5))),
-           "all_pairs_loss(z, y) with the default tau is not the mean of log(1 + exp(cos / "
-           "0.5)) over the pairs of rows with different labels")
-    got = scalar(submission.call("all_pairs_loss", z, y % 3, tau=0.2), "all_pairs_loss")
-    expect(close(got, float(ref_all_pairs(z, y % 3, 0.2))),
-           "all_pairs_loss(z, y, tau=0.2) with three classes is wrong")
+    expect_close(r.value, ref_all_pairs(z, y, 0.5), "all_pairs_loss(z, y)", rtol=1e-4,
+                 atol=1e-5, hint="with the default tau it should be the mean of log(1 + "
+                 "exp(cos / 0.5)) over the pairs of rows with different labels")
+    got = submission.call("all_pairs_loss", z, y % 3, tau=0.2)
+    scalar(got, "all_pairs_loss(z, y, tau=0.2)")
+    expect_close(got, ref_all_pairs(z, y % 3, 0.2), "all_pairs_loss(z, y, tau=0.2)",
+                 rtol=1e-4, atol=1e-5, hint="wrong with three classes and tau=0.2")
 
 
 @points(1, cell="test_all_pairs_loss")
@@ -257,9 +259,10 @@ def test_all_pairs_loss_edge_cases(submission):
     y = torch.cat([torch.arange(30) % 6, torch.arange(30) % 6 + 1])
     got = expect_tensor(submission.call("all_pairs_loss", z, y, tau=1e-3),
                         "all_pairs_loss(..., tau=0.001)", floating=True)
-    expect(bool(torch.isfinite(got).all()) and close(float(got), float(ref_all_pairs(z, y, 1e-3))),
-           "all_pairs_loss with tau=0.001 and similarities of 1 is not finite and right: "
-           "use a stable form of log(1 + exp(x))")
+    expect(bool(torch.isfinite(got).all()), "all_pairs_loss with tau=0.001 and similarities of "
+           "1 is not finite: use a stable form of log(1 + exp(x))")
+    expect_close(got, ref_all_pairs(z, y, 1e-3), "all_pairs_loss(..., tau=0.001)", rtol=1e-4,
+                 atol=1e-5, hint="with similarities of 1 use a stable form of log(1 + exp(x))")
     a = scalar(submission.call("all_pairs_loss", z, y, tau=0.5), "all_pairs_loss")
     b = scalar(submission.call("all_pairs_loss", z * 1e3, y, tau=0.5), "all_pairs_loss")
     expect(close(a, b), "all_pairs_loss changed when the codes were rescaled: normalise them")
@@ -275,12 +278,12 @@ def test_nt_xent_matches_reference(submission, device):
     z2 = z1 + 0.5 * torch.randn(64, 10, generator=gen(42)) * z1.norm(dim=1, keepdim=True)
     for tau in (0.5, 0.1):
         r = submission.call_info("nt_xent_loss", z1, z2, tau)
-        got = scalar(r.value, f"nt_xent_loss(z1, z2, {tau})")
+        scalar(r.value, f"nt_xent_loss(z1, z2, {tau})")
         expect_device(r.devices, device, "nt_xent_loss")
-        expect(close(got, float(ref_nt_xent(z1, z2, tau))),
-               f"nt_xent_loss(z1, z2, {tau}) is not the mean over the 2B rows of the "
-               "cross-entropy of each row's similarities / tau (itself left out) against its "
-               "partner")
+        expect_close(r.value, ref_nt_xent(z1, z2, tau), f"nt_xent_loss(z1, z2, {tau})",
+                     rtol=1e-4, atol=1e-5, hint="it should be the mean over the 2B rows of the "
+                     "cross-entropy of each row's similarities / tau (itself left out) against "
+                     "its partner")
 
 
 @points(1, cell="test_nt_xent_loss")
@@ -292,10 +295,11 @@ def test_nt_xent_symmetric_scale_free_stable(submission):
     expect(close(a, b), "nt_xent_loss should not change when the views are swapped or rescaled")
     got = expect_tensor(submission.call("nt_xent_loss", z1, z2, 1e-3),
                         "nt_xent_loss(z1, z2, 0.001)", floating=True)
-    expect(bool(torch.isfinite(got).all()) and close(float(got), float(ref_nt_xent(z1, z2, 1e-3)),
-                                                     rtol=1e-3),
-           "nt_xent_loss with tau=0.001 is not finite and right: use a stable log-softmax "
-           "(nn.functional.cross_entropy) with -inf, not 0, on the diagonal")
+    expect(bool(torch.isfinite(got).all()), "nt_xent_loss with tau=0.001 is not finite: use a "
+           "stable log-softmax (nn.functional.cross_entropy)")
+    expect_close(got, ref_nt_xent(z1, z2, 1e-3), "nt_xent_loss(z1, z2, 0.001)", rtol=1e-3,
+                 atol=1e-5, hint="use a stable log-softmax (nn.functional.cross_entropy) with "
+                 "-inf, not 0, on the diagonal")
 
 
 # -- train_with_contrastive: the exact step -------------------------------------------------
@@ -383,9 +387,9 @@ def test_train_all_pairs_step(submission):
     ok = (isinstance(rec, list) and isinstance(con, list) and len(rec) == len(con) == 1
           and isinstance(rec[0], float) and isinstance(con[0], float))
     expect(ok, "one step should record one float in each list")
-    expect(close(rec[0], recon, rtol=1e-3) and close(con[0], term, rtol=1e-3),
-           "the recorded losses are not the step's reconstruction MSE and its unweighted "
-           "contrastive term")
+    expect_close(torch.tensor([rec[0], con[0]]), torch.tensor([recon, term]),
+                 "the recorded (recon, contrastive) losses of the step", rtol=1e-3, atol=1e-6,
+                 hint="record the step's reconstruction MSE and its unweighted contrastive term")
 
 
 @points(1, cell="test_train_with_contrastive")

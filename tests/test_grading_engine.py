@@ -306,3 +306,17 @@ def test_student_code_runs_only_inside_a_request(tmp_path, release):
         sub.close()
     assert b - a > 1000
     assert c - b < (b - a) / 2, (a, b, c)
+
+
+def test_expect_close_reports_counts_and_the_hint_never_the_reference() -> None:
+    from course.grading.checks import expect_close
+
+    reference = torch.tensor([0.123456, 2.5, 3.75])
+    expect_close(reference + 1e-8, reference, "f(x)")  # close enough: no failure
+    with pytest.raises(StudentFailure) as info:
+        expect_close(torch.tensor([0.5, 2.5, 3.75]), reference, "f(x)", hint="use tau")
+    message = str(info.value)
+    assert message.startswith("f(x) is wrong in 1 of 3 entries") and message.endswith(": use tau")
+    assert "0.123" not in message and "0.1235" not in message
+    with pytest.raises(StudentFailure, match="has shape"):
+        expect_close(torch.zeros(2), reference, "f(x)")

@@ -49,8 +49,9 @@ def expect_finite(value: torch.Tensor, what: str) -> None:
 
 
 def expect_close(actual: Any, expected: torch.Tensor, what: str, rtol: float = 1e-5,
-                 atol: float = 1e-6) -> None:
-    """Elementwise ``|a - e| <= atol + rtol |e|``; the message gives only counts and sizes."""
+                 atol: float = 1e-6, hint: str = "") -> None:
+    """Elementwise ``|a - e| <= atol + rtol |e|``; the message gives only counts and sizes,
+    then ``hint`` (what the student should check) when given."""
     actual = expect_tensor(actual, what, shape=tuple(expected.shape))
     a, e = actual.double(), expected.double()
     expect_finite(a, what)
@@ -59,7 +60,7 @@ def expect_close(actual: Any, expected: torch.Tensor, what: str, rtol: float = 1
     if bool(bad.any()):
         rel = float((err / e.abs().clamp_min(atol)).max())
         raise StudentFailure(f"{what} is wrong in {int(bad.sum())} of {e.numel()} entries "
-                             f"(largest relative error {rel:.2g})")
+                             f"(largest relative error {rel:.2g})" + (f": {hint}" if hint else ""))
 
 
 def expect_device(devices: list[str], device: str, what: str) -> None:
