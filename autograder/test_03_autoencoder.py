@@ -18,7 +18,6 @@ import pytest
 import torch
 from torch import nn
 
-from course.data import load_mnist
 from course.grading.checks import (
     expect,
     expect_close,
@@ -90,16 +89,6 @@ def heldout_mse(model: nn.Module, X: torch.Tensor) -> float:
 
 
 # -- fixtures -------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def mnist_train() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_mnist("train", flatten=True)
-
-
-@pytest.fixture(scope="module")
-def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_mnist("test", flatten=True)
-
-
 def build_in_worker(submission, dim_in: int = 784) -> Remote:
     """``flat_autoencoder()`` made of torch parts in the worker (no student class involved)."""
     def linear(i: int, o: int) -> Remote:

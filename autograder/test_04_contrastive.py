@@ -22,7 +22,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from course.data import load_mnist
 from course.grading.checks import (
     expect,
     expect_close,
@@ -406,16 +405,6 @@ def test_train_one_pair_step(submission):
 
 
 # -- train_with_contrastive: training runs --------------------------------------------------
-@pytest.fixture(scope="module")
-def mnist_train() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_mnist("train", flatten=True)
-
-
-@pytest.fixture(scope="module")
-def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_mnist("test", flatten=True)
-
-
 def _float_list(value: object, n: int, what: str) -> list[float]:
     expect(isinstance(value, list) and all(isinstance(v, float) for v in value),
            f"{what} should be a list of Python floats (.item() every step)")

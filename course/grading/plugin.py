@@ -2,8 +2,9 @@
 
 Options: ``--submission NB`` (the student's notebook), ``--release NB`` (the release notebook
 it was made from), ``--device``, ``--report JSON`` (where per-test records go). Fixtures:
-``submission`` (a :class:`~course.grading.session.Submission`, one worker per run) and
-``device``. Every test must carry ``@points(n, cell=...)``; the record of each test holds its
+``submission`` (a :class:`~course.grading.session.Submission`, one worker per run),
+``device``, and ``mnist_train`` / ``mnist_test`` (the grader's own copy of MNIST as flattened
+rows in [0, 1] with labels, loaded once per run). Every test must carry ``@points(n, cell=...)``; the record of each test holds its
 points, grade cell, outcome and a one-line message, never the test's code or traceback.
 """
 
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from course.errors import CourseError
 from course.grading.sandbox import Limits
@@ -41,6 +43,20 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def device(request: pytest.FixtureRequest) -> str:
     return request.config.getoption("--device")
+
+
+@pytest.fixture(scope="session")
+def mnist_train() -> tuple[torch.Tensor, torch.Tensor]:
+    from course.data import load_mnist
+
+    return load_mnist("train", flatten=True)
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    from course.data import load_mnist
+
+    return load_mnist("test", flatten=True)
 
 
 @pytest.fixture(scope="session")
