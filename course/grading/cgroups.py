@@ -29,10 +29,12 @@ def _own_path(controller: str) -> str:
 class WorkerCgroup:
     """Create with limits, ``enter()`` from the child before exec, ``destroy()`` after."""
 
-    def __init__(self, max_pids: int, memory_bytes: int | None) -> None:
+    def __init__(self, max_pids: int, memory_bytes: int | None, enabled: bool = True) -> None:
         self.name = f"course-worker-{uuid.uuid4().hex[:12]}"
         self.dirs: list[Path] = []
         self.memory_dir: Path | None = None
+        if not enabled:
+            return
         try:
             self._create(max_pids, memory_bytes)
         except OSError:
@@ -133,9 +135,11 @@ class WorkerCgroup:
             for d in list(self.dirs):
                 try:
                     d.rmdir()
-                    self.dirs.remove(d)
+                except FileNotFoundError:
+                    pass  # the worker's reaper removed it first
                 except OSError:
-                    pass
+                    continue
+                self.dirs.remove(d)
             if not self.dirs:
                 return
             import time

@@ -9,7 +9,9 @@ worker, still trusted code at that point:
    solutions, grades), binding back read-only only what it needs to run: the ``course``
    package, the Python environment and the data folder;
 3. remounts every mount read-only (the grader's files, other submissions' results, cgroups);
-4. drops every capability and sets no_new_privs, so student code can undo none of it.
+
+then :mod:`course.grading.boot` drops every capability (or the uid) and applies the
+allow-list of :mod:`course.grading.confine`, so student code can undo none of it.
 
 Together with the fresh ``/proc`` of the PID namespace (the grader's processes are not
 visible) this keeps the student's code away from the hidden tests and from anything the
@@ -31,8 +33,6 @@ MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 # statvfs f_flag bits -> mount flags that must be kept on a read-only remount
 _KEEP = {2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME,
          4096: MS_RELATIME}
-PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP, PR_CAP_AMBIENT = 38, 24, 47
-_CAP_V3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -75,17 +75,6 @@ def needed_paths(package_dir: Path, data_dir: Path) -> list[Path]:
     return [q for p in paths if p.exists() for q in {p.absolute(), p.resolve()}]
 
 
-def _drop_capabilities() -> None:
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    _libc.prctl(PR_CAP_AMBIENT, 4, 0, 0, 0)  # clear ambient capabilities (if supported)
-    for cap in range(64):
-        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            break  # EINVAL: past the last capability this kernel knows
-    header = (ctypes.c_uint32 * 2)(_CAP_V3, 0)
-    data = (ctypes.c_uint32 * 6)()
-    _check(_libc.capset(header, data), "capset")
-
-
 def lock_down(hide: Path, keep: list[Path], scratch_mb: int) -> list[str]:
     """Apply the lockdown; return what could not be done (empty when complete)."""
     problems: list[str] = []
@@ -123,9 +112,5 @@ def lock_down(hide: Path, keep: list[Path], scratch_mb: int) -> list[str]:
         except OSError as exc:
             if mp == "/":
                 problems.append(f"read-only root: {exc}")
-    try:
-        _drop_capabilities()
-    except OSError as exc:
-        problems.append(f"dropping capabilities: {exc}")
     os.chdir("/tmp")
     return problems

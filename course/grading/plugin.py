@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from course.errors import CourseError
+from course.grading import plaintext
 from course.grading.sandbox import Limits
-from course.grading.session import Budget, StudentFailure, Submission
+from course.grading.session import Budget, GraderFault, StudentFailure, Submission
 
 MAX_MESSAGE = 500
 
@@ -33,6 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--report", help="write per-test records (JSON) here")
     group.addoption("--budget", type=float, default=900.0, help="seconds for the submission")
     group.addoption("--threads", type=int, default=0, help="torch threads in the worker")
+    group.addoption("--allow-weak-isolation", action="store_true",
+                    help="run student code even where the sandbox is below 'contained'")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,7 +70,9 @@ def submission(request: pytest.FixtureRequest, device: str):
         pytest.exit("--submission and --release are required", returncode=4)
     sub = Submission(Path(nb), Path(rel), device=device,
                      limits=Limits(threads=cfg.getoption("--threads")),
-                     budget=Budget(total_s=cfg.getoption("--budget")))
+                     budget=Budget(total_s=cfg.getoption("--budget")),
+                     min_isolation="weak" if cfg.getoption("--allow-weak-isolation")
+                     else "contained")
     cfg._course_submission = sub  # type: ignore[attr-defined]
     yield sub
     sub.close()
@@ -81,14 +86,20 @@ def one_line(exc: BaseException) -> str:
         text = str(exc) or "a hidden check failed"
     else:
         text = f"a check could not run on the returned value ({type(exc).__name__}: {exc})"
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+    # one bounded line, whatever the student's code put in it (\r, \x1b, U+2028, ...); the
+    # escaping for Markdown happens where feedback.md is written (runner.feedback_text)
+    return plaintext.one_line(text, MAX_MESSAGE)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report = outcome.get_result()
+    if call.excinfo is not None and isinstance(call.excinfo.value, GraderFault):
+        # nothing is known about the submission: stop, and record "not graded", not a zero
+        item.config._course_not_graded = " ".join(str(call.excinfo.value).split())  # type: ignore[attr-defined]
+        item.session.shouldstop = "not graded"
+        return
     if report.when == "call" or (report.when == "setup" and report.failed):
         mark = item.get_closest_marker("grade")
         if mark is None:
@@ -119,6 +130,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "events": sub.events if sub else [],
         "output": sub.output() if sub else "",
         "worker_seconds": round(sub.used_s, 3) if sub else 0.0,
+        "isolation": sub.isolation if sub else {},
+        "not_graded": getattr(cfg, "_course_not_graded", ""),
         "finished": time.time(),
     }
     tmp = Path(f"{path}.tmp{os.getpid()}")

@@ -1,24 +1,28 @@
 """Starting, talking to and killing worker processes, with the limits of the trust boundary.
 
-Each worker runs in its own scratch directory and session, with an address-space (memory)
-cap, a CPU-time cap, a cap on file size and on captured output, its environment reduced to
-what the notebook needs, and, where the platform allows (Linux with ``unshare``): its own PID
-namespace (a fork bomb dies with the worker) and no network, and, where cgroups are writable,
-caps on its number of processes and on its resident memory (:mod:`course.grading.cgroups`).
-Every request has a wall-clock deadline; on expiry the whole process tree is killed. Between
-requests the worker's processes are stopped (SIGSTOP to its process group, and the cgroup
-freezer where there is one), so student code only ever runs inside a timed request.
+A worker is started beside its reaper (:mod:`course.grading.reaper`: kills what a call leaves
+running, and everything when the grader dies) and confines itself before any student code
+runs (:mod:`course.grading.boot`): the mount lockdown inside fresh namespaces where ``unshare``
+works, an unprivileged uid or dropped capabilities when the grader is root, the Landlock
+allow-list and the seccomp filter of :mod:`course.grading.confine` (``sandbox-exec`` on macOS,
+:mod:`course.grading.macos`). Its first frame says what it achieved; :func:`assess` turns that
+into a level ("weak", "contained", "isolated") and the worker is refused below the level the
+grader requires. Also: an address-space, CPU-time and file-size cap, captured output capped,
+a reduced environment, cgroup caps on processes and resident memory where cgroups are
+writable (:mod:`course.grading.cgroups`), a wall-clock deadline per request (on expiry the
+whole tree is killed), and between requests the worker is stopped (SIGSTOP to its process
+group, and the cgroup freezer where there is one), so student code only runs inside a timed
+request.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import json
 import os
-import resource
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -28,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course.grading import protocol
+from course.grading import macos, protocol
 from course.grading.cgroups import WorkerCgroup
+from course.grading.confine import readable_by_others
 from course.grading.lockdown import needed_paths
 from course.paths import PACKAGE_DIR, data_dir, repo_root
 
@@ -47,6 +52,10 @@ class Limits:
     processes: int = 256  # processes and threads (a cgroup cap, where cgroups are writable)
 
 
+#: Seconds a new worker may take to confine itself and import torch (a busy machine is slow).
+HELLO_TIMEOUT_S = 120.0
+
+
 class WorkerError(RuntimeError):
     """The worker did not answer: it crashed, was killed, or broke the protocol."""
 
@@ -59,9 +68,46 @@ class WorkerCrashed(WorkerError):
     """The worker process ended (or closed its pipe) while a request was pending."""
 
 
-@functools.cache
+LINUX = sys.platform.startswith("linux")
+#: Isolation levels, weakest first. "contained": the worker sees only an allow-list of paths,
+#: has no network and cannot signal outside its own processes. "isolated": contained, and
+#: also in its own PID namespace with cgroup caps (nothing escapes its process tree).
+LEVELS = ("weak", "contained", "isolated")
+#: Layers a test (or a wary instructor) can switch off to see how grading holds without them:
+#: COURSE_SANDBOX_DISABLE=unshare,cgroups simulates a machine without either.
+LAYERS = ("unshare", "cgroups", "landlock", "seccomp", "uid", "sandbox-exec")
+
+
+class GraderFault(RuntimeError):
+    """The grading machinery failed before student code ran: nothing is known about the
+    submission, so it is "not graded" (never a zero)."""
+
+
+class IsolationTooWeak(GraderFault):
+    """The worker could not be confined to the level the grader requires."""
+
+
+class WorkerStartFailed(GraderFault):
+    """A worker died or stayed silent before saying how it was confined."""
+
+
+def disabled_layers() -> frozenset[str]:
+    """Layers switched off with ``COURSE_SANDBOX_DISABLE`` (comma-separated names of LAYERS)."""
+    names = {n.strip() for n in os.environ.get("COURSE_SANDBOX_DISABLE", "").split(",")}
+    unknown = names - set(LAYERS) - {""}
+    if unknown:
+        raise ValueError(f"COURSE_SANDBOX_DISABLE: unknown layer(s) {sorted(unknown)}; "
+                         f"known: {', '.join(LAYERS)}")
+    return frozenset(names - {""})
+
+
 def _isolation_prefix() -> tuple[str, ...]:
     """``unshare`` arguments giving a PID namespace and no network, if this platform allows."""
+    return () if "unshare" in disabled_layers() else _probe_unshare()
+
+
+@functools.cache
+def _probe_unshare() -> tuple[str, ...]:
     exe = shutil.which("unshare")
     if not exe or not sys.platform.startswith("linux"):
         return ()
@@ -79,35 +125,143 @@ def _isolation_prefix() -> tuple[str, ...]:
     return ()
 
 
-def isolation_summary() -> str:
-    """One line saying which isolation this platform gives workers (for logs and docs)."""
-    parts = ["own session", "rlimits"]
-    if _isolation_prefix():
-        parts += ["PID namespace", "no network"]
-    if "--mount" in _isolation_prefix():
-        parts.append("read-only filesystem with the course repository hidden")
-    if WorkerCgroup.available():
-        parts.append("cgroup caps on processes and memory")
-    return ", ".join(parts)
+def _cgroups_allowed() -> bool:
+    return "cgroups" not in disabled_layers()
 
 
-def _set_limits(limits: Limits, cap_memory: bool, cgroup: WorkerCgroup) -> None:
-    """Runs in the child between fork and exec."""
+def worker_uid(scratch_parent: Path) -> tuple[int | None, str]:
+    """The uid a worker switches to, or None with the reason. Only a root grader can hand one
+    out, and only when the Python environment, the package and the data are readable by
+    others (a worker that cannot import torch grades nothing)."""
+    if os.geteuid() != 0:
+        return None, "the grader does not run as root (the worker keeps the grader's uid)"
+    if "uid" in disabled_layers():
+        return None, "switched off (COURSE_SANDBOX_DISABLE)"
+    needed = [Path(sys.executable).resolve(), Path(sys.prefix), Path(sys.base_prefix),
+              *[Path(p) for p in site.getsitepackages()], PACKAGE_DIR, data_dir(),
+              scratch_parent]
+    blocked = [p for p in needed if p.exists() and not readable_by_others(p)]
+    if blocked:
+        return None, (f"{blocked[0]} is not readable by other users (install the Python "
+                      "environment somewhere world-readable, e.g. /opt, to run student code "
+                      "as its own user)")
+    if "COURSE_WORKER_UID" in os.environ:
+        return int(os.environ["COURSE_WORKER_UID"]), ""
+    return 61000 + os.getpid() % 4000, ""  # one per grader process: graders don't share
+
+
+def landlock_paths(device: str) -> dict[str, list[str]]:
+    """What the worker may read (besides writing its scratch folder): its Python, the package,
+    the data, system libraries and the kernel's views of itself; device files for CUDA."""
+    read = [str(p) for p in needed_paths(PACKAGE_DIR, data_dir())]
+    read += ["/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo",
+             "/etc/ld.so.cache", "/etc/localtime", "/proc", "/sys", "/dev/urandom",
+             "/dev/random", "/dev/zero"]
+    devices = ["/dev/null"]
+    if device.startswith("cuda"):
+        devices += [str(p) for p in sorted(Path("/dev").glob("nvidia*"))] + ["/dev/dri"]
+    return {"read": read, "devices": devices}
+
+
+def assess(prefix: tuple[str, ...], cgroup: bool, applied: dict) -> dict:
+    """The isolation a worker reached, from what the grader set up (``prefix``, ``cgroup``) and
+    what the worker reported it applied: level, the layers, and what is missing and why."""
+    layers, missing = [], []
+    pidns, netns = "--pid" in prefix, "--net" in prefix
+    if prefix and prefix[0].endswith("sandbox-exec"):  # macOS: one deny-by-default profile
+        return {"level": "contained", "missing": [], "problems": list(applied.get("problems")
+                                                                     or []),
+                "layers": ["sandbox-exec profile: allow-list of paths, no network, signals "
+                           "within the sandbox", "rlimits"]}
+    uid = applied.get("uid")
+    if applied.get("landlock"):
+        layers.append(f"Landlock ABI {applied['landlock']} allow-list of paths")
+    elif applied.get("lockdown"):
+        layers.append("read-only filesystem with the course repository hidden")
+    files = bool(applied.get("landlock"))
+    if not files:
+        missing.append("an allow-list of paths (Landlock, Linux >= 5.13): the worker can read "
+                       "every file its user can, other copies of the course included")
+    if uid is not None:
+        layers.append(f"own uid {uid}")
+    elif applied.get("capabilities_dropped"):
+        layers.append("capabilities dropped")
+    if netns:
+        layers.append("no network (network namespace)")
+    if applied.get("seccomp"):
+        layers.append("no sockets (seccomp)")
+    elif applied.get("landlock_tcp"):
+        layers.append("TCP refused (Landlock)")
+    network = netns or bool(applied.get("seccomp"))
+    if not network:
+        missing.append("no network: neither a network namespace nor seccomp was available")
+    if pidns:
+        layers.append("own PID namespace")
+    if applied.get("landlock_signals"):
+        layers.append("signals scoped to the worker (Landlock)")
+    elif applied.get("seccomp_signals"):
+        layers.append("signals only to its own process group (seccomp)")
+    signals = (pidns or bool(applied.get("landlock_signals"))
+               or bool(applied.get("seccomp_signals")) or uid is not None)
+    if not signals:
+        missing.append("signal confinement: no PID namespace, Landlock ABI < 6, no seccomp "
+                       "and no uid of its own, so it can signal the grader's processes")
+    if cgroup:
+        layers.append("cgroup caps on processes and memory")
+    layers.append("rlimits")
+    level = "weak"
+    if files and network and signals:
+        level = "isolated" if pidns and cgroup else "contained"
+    problems = list(applied.get("problems") or [])
+    return {"level": level, "layers": layers, "missing": missing, "problems": problems}
+
+
+def refusal(report: dict) -> str:
+    """Why grading is refused on this machine, and what to do (one paragraph)."""
+    lacks = "; ".join(report["missing"] + report.get("problems", [])) or "see the layers"
+    return (f"refusing to run student code: the sandbox reached only '{report['level']}' "
+            f"isolation on this machine ({', '.join(report['layers'])}). Missing: {lacks}. "
+            "Grade on Linux >= 5.13 (Landlock) or as root with `unshare`, or pass "
+            "--allow-weak-isolation if you trust every submission.")
+
+
+def describe(report: dict) -> str:
+    """One line: the level and its layers."""
+    return f"{report['level']}: {', '.join(report['layers'])}"
+
+
+def isolation_summary(device: str = "cpu") -> str:
+    """One line saying which isolation a worker gets on this machine (starts one to find out)."""
+    return describe(probe_isolation(device))
+
+
+def probe_isolation(device: str = "cpu") -> dict:
+    """Start a worker that runs no student code and return its :func:`assess` report."""
+    worker = WorkerProcess(device=device, min_level="weak")
     try:
-        cgroup.enter()
-    except OSError:  # pragma: no cover - the group vanished; rlimits still apply
-        pass
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the grader
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
+        worker.start()
+        return worker.isolation
+    finally:
+        worker.close()
+
+
+def _python(module: str) -> list[str]:
+    """Run ``course.grading.<module>`` from the very package this grader runs (and allows the
+    worker to read), whatever other ``course`` the environment may have installed."""
+    code = (f"import sys; sys.path.insert(0, {str(PACKAGE_DIR.parent)!r}); "
+            f"from course.grading.{module} import main; main(sys.argv[1:])")
+    return [sys.executable, "-I", "-c", code]
+
+
+def _rlimits(limits: Limits, cap_memory: bool) -> dict[str, list[int]]:
+    """The worker's rlimits, applied by the reaper between fork and exec."""
     mib = 2**20
+    out = {"RLIMIT_CPU": [limits.cpu_seconds, limits.cpu_seconds + 5],
+           "RLIMIT_FSIZE": [limits.file_mb * mib, limits.file_mb * mib],
+           "RLIMIT_CORE": [0, 0]}
     if cap_memory:
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mib, limits.memory_mb * mib))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_mb * mib, limits.file_mb * mib))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        out["RLIMIT_AS"] = [limits.memory_mb * mib, limits.memory_mb * mib]
+    return out
 
 
 class _OutputTail:
@@ -155,23 +309,53 @@ class WorkerProcess:
     proc: subprocess.Popen | None = None
     scratch: Path | None = None
     cgroup: WorkerCgroup | None = None
+    min_level: str = "contained"  # refuse to run student code below this (see LEVELS)
+    isolation: dict = field(default_factory=dict)  # assess() of this worker, once started
+    uid_note: str = ""  # why the worker keeps the grader's uid, when it does
+    worker_pid: int = 0  # the worker's pid (and process group); self.proc is its reaper
+
+    def _spec(self, prefix: tuple[str, ...]) -> dict:
+        """What the worker applies to itself before anything else (see course.grading.boot)."""
+        off = disabled_layers()
+        assert self.scratch is not None
+        uid, self.uid_note = worker_uid(self.scratch.parent)
+        spec: dict[str, Any] = {"scratch": str(self.scratch), "uid": uid,
+                                "seccomp": "seccomp" not in off and LINUX, "lockdown": None,
+                                "landlock": None if "landlock" in off
+                                else landlock_paths(self.device)}
+        if "--mount" in prefix:
+            spec["lockdown"] = {
+                "hide": str(repo_root()),
+                "keep": [str(p) for p in needed_paths(PACKAGE_DIR, data_dir())],
+                "scratch_mb": self.limits.file_mb,
+            }
+        if uid is not None:
+            os.chown(self.scratch, uid, uid)
+        return spec
 
     def start(self) -> None:
+        """Start the worker and read how it was confined; raise :class:`IsolationTooWeak`
+        (after stopping it) when that is below ``min_level``."""
         self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         out_r, out_w = os.pipe()
         prefix = _isolation_prefix()
-        cmd = [*prefix, sys.executable, "-I", "-m", "course.grading.worker",
-               str(to_worker_r), str(from_worker_w)]
-        if "--mount" in prefix:
-            cmd += ["--lockdown", json.dumps({
-                "hide": str(repo_root()),
-                "keep": [str(p) for p in needed_paths(PACKAGE_DIR, data_dir())],
-                "scratch_mb": self.limits.file_mb,
-            })]
+        if not LINUX and "sandbox-exec" not in disabled_layers():
+            prefix = macos.prefix(landlock_paths(self.device)["read"], [str(self.scratch)])
+        worker_cmd = [*prefix, *_python("boot"),
+                      str(to_worker_r), str(from_worker_w), json.dumps(self._spec(prefix))]
         cap_memory = not self.device.startswith("cuda")
-        self.cgroup = WorkerCgroup(self.limits.processes, self.limits.memory_mb * 2**20)
+        self.cgroup = WorkerCgroup(self.limits.processes, self.limits.memory_mb * 2**20,
+                                   enabled=_cgroups_allowed())
+        lifeline_r, self._lifeline = os.pipe()
+        self._status, status_w = os.pipe()
+        reaper = {"lifeline": lifeline_r, "status": status_w, "via_unshare": bool(prefix),
+                  "cgroups": [str(d) for d in self.cgroup.dirs],
+                  "rlimits": _rlimits(self.limits, cap_memory)}
+        self._prefix = prefix
+        cmd = [*_python("reaper"), json.dumps(reaper), "--",
+               *worker_cmd]
         try:
             self.proc = subprocess.Popen(
                 cmd,
@@ -180,14 +364,40 @@ class WorkerProcess:
                 stderr=out_w,
                 cwd=self.scratch,
                 env=self._env(),
-                pass_fds=(to_worker_r, from_worker_w),
+                pass_fds=(to_worker_r, from_worker_w, lifeline_r, status_w),
                 start_new_session=True,
-                preexec_fn=functools.partial(_set_limits, self.limits, cap_memory, self.cgroup),
             )
         finally:
-            for fd in (to_worker_r, from_worker_w, out_w):
+            for fd in (to_worker_r, from_worker_w, out_w, lifeline_r, status_w):
                 os.close(fd)
         self.output = _OutputTail(out_r, self.limits.output_kb * 1024)
+        self._read_hello()
+
+    def _read_hello(self) -> None:
+        """The reaper says which process is the worker; the worker's first frame says what
+        confinement it applied (sent before any student code ran, so it cannot be forged)."""
+        try:
+            self.worker_pid = protocol.HEADER.unpack(protocol.read_exact(
+                self._status, 8, time.monotonic() + HELLO_TIMEOUT_S))[0]
+            hello = protocol.read_frame(self._from_worker, time.monotonic() + HELLO_TIMEOUT_S,
+                                        max_size=2**20)
+        except (protocol.FrameTimeout, EOFError, protocol.ProtocolError) as exc:
+            self.close()
+            raise WorkerStartFailed(f"the worker did not start ({type(exc).__name__}); its "
+                                    "output: " + " ".join(self.output.text()[-300:].split())
+                                    ) from None
+        applied = hello.get("value") if isinstance(hello, dict) else None
+        if not isinstance(applied, dict) or hello.get("op") != "hello":
+            self.close()
+            raise WorkerStartFailed("the worker did not say how it was confined")
+        self.isolation = assess(self._prefix, bool(self.cgroup and self.cgroup.active), applied)
+        if self.uid_note and applied.get("uid") is None:
+            self.isolation["notes"] = [f"own uid: {self.uid_note}"]
+        if LEVELS.index(self.isolation["level"]) < LEVELS.index(self.min_level):
+            report = self.isolation
+            self.close()
+            raise IsolationTooWeak(refusal(report))
+        self._pause(True)
 
     def _env(self) -> dict[str, str]:
         env = {
@@ -222,6 +432,7 @@ class WorkerProcess:
             protocol.write_frame(self._to_worker, protocol.encode(message))
             reply = protocol.read_frame(self._from_worker, deadline,
                                         max_size=self.limits.reply_mb * 2**20)
+            self._sweep()
             self._pause(True)
             return reply
         except protocol.FrameTimeout:
@@ -237,16 +448,25 @@ class WorkerProcess:
             self.kill()
             raise WorkerCrashed(f"broke the protocol: {exc}") from None
 
+    def _sweep(self) -> None:
+        """Have the reaper kill every process the last request left below the worker (children,
+        daemons that left its session): nothing a call starts outlives the call."""
+        try:
+            os.write(self._lifeline, b"k")
+            protocol.read_exact(self._status, 1, time.monotonic() + 30)
+        except (OSError, EOFError, protocol.FrameTimeout):
+            pass
+
     def _pause(self, stopped: bool) -> None:
         """Stop the worker's processes between requests (and resume them for the next), so
         that student code runs only while a request is timed: a thread or child left running
         after a call cannot keep using CPU or writing while the grader checks the result."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None or self.proc.poll() is not None or self.worker_pid <= 0:
             return
         if self.cgroup is not None:
             self.cgroup.freeze(stopped)
         try:
-            os.killpg(self.proc.pid, signal.SIGSTOP if stopped else signal.SIGCONT)
+            os.killpg(self.worker_pid, signal.SIGSTOP if stopped else signal.SIGCONT)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -266,10 +486,11 @@ class WorkerProcess:
             return
         if self.cgroup is not None:
             self.cgroup.freeze(False)  # frozen tasks of a v1 freezer would not die
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.worker_pid > 0:  # killpg(0) would be the grader's own group
+            try:
+                os.killpg(self.worker_pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.cgroup is not None:
             self.cgroup.kill_all()
         try:
@@ -287,7 +508,8 @@ class WorkerProcess:
             except (OSError, subprocess.TimeoutExpired, protocol.ProtocolError):
                 pass
         self.kill()
-        for fd in (getattr(self, "_to_worker", None), getattr(self, "_from_worker", None)):
+        for fd in (getattr(self, "_to_worker", None), getattr(self, "_from_worker", None),
+                   getattr(self, "_lifeline", None), getattr(self, "_status", None)):
             if fd is not None:
                 try:
                     os.close(fd)

@@ -24,10 +24,19 @@ from typing import Any
 
 from course.grading import protocol
 from course.grading.notebook import Plan, plan_cells, read_notebook
+from course.grading.plaintext import MAX_MESSAGE, MAX_TYPE, MAX_WHERE, one_line
 from course.grading.protocol import Gen, Ref, Remote
-from course.grading.sandbox import Limits, WorkerCrashed, WorkerProcess, WorkerTimeout
+from course.grading.sandbox import (
+    GraderFault,
+    IsolationTooWeak,
+    Limits,
+    WorkerCrashed,
+    WorkerProcess,
+    WorkerTimeout,
+)
 
-__all__ = ["Submission", "StudentFailure", "Reply", "Remote", "Ref", "Gen"]
+__all__ = ["Submission", "StudentFailure", "Reply", "Remote", "Ref", "Gen", "GraderFault",
+           "IsolationTooWeak"]
 
 
 class StudentFailure(AssertionError):
@@ -59,8 +68,11 @@ class Submission:
         device: str = "cpu",
         limits: Limits | None = None,
         budget: Budget | None = None,
+        min_isolation: str = "contained",
     ) -> None:
         self.notebook = Path(notebook)
+        self.min_isolation = min_isolation
+        self.isolation: dict = {}  # how the last worker was confined (sandbox.assess)
         self.device = device
         self.limits = limits or Limits()
         self.budget = budget or Budget()
@@ -87,9 +99,11 @@ class Submission:
             raise StudentFailure(
                 f"not run: the submission used up its time budget ({self.budget.total_s:g} s)")
         self.starts += 1
-        worker = WorkerProcess(device=self.device, limits=self.limits)
-        worker.start()
+        worker = WorkerProcess(device=self.device, limits=self.limits,
+                               min_level=self.min_isolation)
+        worker.start()  # a GraderFault (too weak, did not start) is not the student's doing
         self.worker = worker
+        self.isolation = worker.isolation
         try:
             reply = self._timed(lambda: worker.request(
                 {"op": "run_cells", "cells": self.plan.cells},
@@ -103,10 +117,6 @@ class Submission:
             self.events.append(f"running the notebook's cells: {exc}")
             raise StudentFailure(f"running the notebook's code: {exc}") from None
         self.cell_report = list(reply.get("value") or [])
-        for problem in reply.get("isolation") or []:
-            note = f"sandbox: {problem}"
-            if note not in self.events:
-                self.events.append(note)
         return worker
 
     def _timed(self, fn: Any) -> Any:
@@ -185,9 +195,14 @@ class Submission:
 
     # -- messages ------------------------------------------------------------------------
     def _explain(self, what: str, reply: dict) -> str:
-        kind, typ = reply.get("kind"), reply.get("type", "Error")
-        message = str(reply.get("message", ""))
-        where = f" ({reply['where']})" if reply.get("where") else ""
+        """One line for the student. Every field of ``reply`` comes from the worker, where
+        student code runs, so each is cut here to one bounded line, whatever the worker did."""
+        what = one_line(what, 2 * MAX_TYPE)
+        kind = reply.get("kind")
+        typ = one_line(reply.get("type") or "Error", MAX_TYPE)
+        message = one_line(reply.get("message") or "", MAX_MESSAGE)
+        where = one_line(reply.get("where") or "", MAX_WHERE)
+        where = f" ({where})" if where else ""
         if kind == "not_implemented":
             return f"{what} is not implemented yet (it raised NotImplementedError{where})"
         if kind == "missing":
@@ -202,11 +217,13 @@ class Submission:
         for cell in self.plan.cells:
             if pattern.search(cell["source"]):
                 for rep in self.cell_report:
-                    if rep.get("id") == cell["id"] and not rep.get("ok"):
-                        return (f": its cell `{cell['id']}` failed with {rep.get('type')}: "
-                                f"{rep.get('message', '')} ({rep.get('where', '')})")
+                    if isinstance(rep, dict) and rep.get("id") == cell["id"] and not rep.get("ok"):
+                        return (f": its cell `{one_line(cell['id'], MAX_TYPE)}` failed with "
+                                f"{one_line(rep.get('type') or 'Error', MAX_TYPE)}: "
+                                f"{one_line(rep.get('message') or '', MAX_MESSAGE)} "
+                                f"({one_line(rep.get('where') or '', MAX_WHERE)})")
         if self.plan.missing:
-            return f" ({'; '.join(self.plan.notes)})"
+            return f" ({one_line('; '.join(map(str, self.plan.notes)), MAX_MESSAGE)})"
         return ""
 
 

@@ -1,6 +1,8 @@
 """The worker: the only process that ever runs a student's code.
 
-Started by :mod:`course.grading.sandbox` with two pipe file descriptors. It first executes the
+Started by :mod:`course.grading.sandbox` through :mod:`course.grading.boot` (which confines
+the process first) with two pipe file descriptors. Its first frame says how it was confined;
+then it executes the
 notebook cells the grader sends (each in the same namespace, errors recorded and skipped, as a
 kernel would), then answers requests until told to exit:
 
@@ -16,22 +18,22 @@ Everything it sends is plain data (see :mod:`course.grading.protocol`); the grad
 from __future__ import annotations
 
 import importlib
-import json
-import os
-import sys
 import traceback
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from course.grading import protocol
-from course.grading.lockdown import lock_down
+from course.grading import plaintext, protocol
 
 CELL_PREFIX = "<cell "
-MAX_MESSAGE = 400
+#: Longest message, exception type name and "where" ("cell <id>, line <n>") of an error reply,
+#: each also cut to one line. The grader cuts them again: this process runs student code, and
+#: a student can compile code under any filename (``"<cell " + anything + ">"``).
+MAX_MESSAGE = plaintext.MAX_MESSAGE
+MAX_TYPE = plaintext.MAX_TYPE
+MAX_WHERE = plaintext.MAX_WHERE
 
 
 class _Magics:
@@ -62,19 +64,25 @@ def _to_python(source: str) -> str:
 
 def _short(exc: BaseException) -> str:
     try:
-        text = " ".join(str(exc).split())
+        text = str(exc)[: 8 * MAX_MESSAGE]
     except BaseException:  # noqa: BLE001 - a hostile __str__
         text = "(message unavailable)"
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+    return plaintext.one_line(text, MAX_MESSAGE)
 
 
 def _where(exc: BaseException) -> str:
-    """The last notebook-cell frame of a traceback, as 'cell <id>, line <n>'."""
-    where = ""
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename.startswith(CELL_PREFIX):
-            where = f"{frame.filename[1:-1]}, line {frame.lineno}"
-    return where
+    """The last notebook-cell frame of a traceback, as 'cell <id>, line <n>' (one line)."""
+    last = None
+    try:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename.startswith(CELL_PREFIX) and frame.filename.endswith(">"):
+                last = frame
+    except Exception:  # noqa: BLE001 - a traceback that cannot be read
+        return ""
+    if last is None:
+        return ""
+    cell = plaintext.one_line(last.filename[1:-1], MAX_WHERE - 20)
+    return plaintext.one_line(f"{cell}, line {last.lineno}", MAX_WHERE)
 
 
 def error_reply(exc: BaseException, kind: str = "exception") -> dict:
@@ -83,7 +91,7 @@ def error_reply(exc: BaseException, kind: str = "exception") -> dict:
     return {
         "ok": False,
         "kind": kind,
-        "type": str(type(exc).__name__)[:80],
+        "type": plaintext.one_line(type(exc).__name__, MAX_TYPE),
         "message": _short(exc),
         "where": _where(exc),
     }
@@ -94,7 +102,6 @@ class Worker:
         self.ns: dict[str, Any] = {"__name__": "__main__", "get_ipython": _Magics}
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
-        self.isolation: list[str] = []
 
     # -- values in and out -------------------------------------------------------------
     def decode(self, obj: Any, device: torch.device) -> Any:
@@ -167,7 +174,7 @@ class Worker:
                 if isinstance(exc, SyntaxError):
                     err["where"] = f"cell {cell['id']}, line {exc.lineno}"
                 report.append({"id": cell["id"], "ok": False, **_strip_ok(err)})
-        return {"ok": True, "value": report, "devices": [], "isolation": self.isolation}
+        return {"ok": True, "value": report, "devices": []}
 
     def target(self, spec: Any) -> Any:
         if isinstance(spec, dict) and "__remote__" in spec:
@@ -238,9 +245,12 @@ def _resolve_ref(path: str) -> Any:
     return obj
 
 
-def serve(fd_in: int, fd_out: int, isolation: list[str] | None = None) -> None:
+def serve(fd_in: int, fd_out: int, confinement: dict | None = None) -> None:
+    """Say how this process is confined (before any student code runs), then answer requests
+    until told to exit."""
+    protocol.write_frame(fd_out, {"ok": True, "op": "hello", "value": confinement or {},
+                                  "devices": []})
     worker = Worker()
-    worker.isolation = list(isolation or [])
     while True:
         try:
             msg = protocol.read_frame(fd_in)
@@ -253,19 +263,3 @@ def serve(fd_in: int, fd_out: int, isolation: list[str] | None = None) -> None:
             protocol.write_frame(fd_out, reply)
         except Exception as exc:  # noqa: BLE001 - e.g. a value too large to send
             protocol.write_frame(fd_out, error_reply(exc, kind="reply"))
-
-
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    fd_in, fd_out = int(argv[0]), int(argv[1])
-    isolation: list[str] = []
-    if "--lockdown" in argv:
-        spec = json.loads(argv[argv.index("--lockdown") + 1])
-        isolation = lock_down(Path(spec["hide"]), [Path(p) for p in spec["keep"]],
-                              int(spec["scratch_mb"]))
-        os.environ.update(HOME="/tmp", TMPDIR="/tmp", MPLCONFIGDIR="/tmp/.mpl")
-    serve(fd_in, fd_out, isolation)
-
-
-if __name__ == "__main__":
-    main()

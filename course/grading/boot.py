@@ -1,0 +1,89 @@
+"""Entry point of a worker process: confine it, tell the grader how, then serve requests.
+
+``python -I -m course.grading.boot FD_IN FD_OUT SPEC`` where SPEC (JSON, from
+:mod:`course.grading.sandbox`) says what to apply. Everything here runs before torch is
+imported and before any student code, in a single thread, in this order:
+
+1. the mount lockdown (only inside fresh mount and PID namespaces: :mod:`lockdown`);
+2. the unprivileged uid when the grader is root and can hand one out, else (as root) every
+   capability dropped;
+3. the Landlock allow-list and the seccomp socket filter (:mod:`confine`).
+
+The first frame the worker sends is what it achieved (``{"op": "hello", ...}``), written
+before student code could forge it; the grader decides from it whether to go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def confine_self(spec: dict) -> dict:
+    """Apply what ``spec`` asks for; return what was applied and what failed (no exception)."""
+    from course.grading import confine
+
+    applied: dict = {"lockdown": False, "uid": None, "capabilities_dropped": False,
+                     "landlock": 0, "landlock_tcp": False, "landlock_signals": False,
+                     "seccomp": False, "seccomp_signals": False, "problems": []}
+    problems: list[str] = applied["problems"]
+    write = [Path(spec["scratch"])]
+    if spec.get("lockdown"):
+        from course.grading.lockdown import lock_down
+
+        lock = spec["lockdown"]
+        failed = lock_down(Path(lock["hide"]), [Path(p) for p in lock["keep"]],
+                           int(lock["scratch_mb"]))
+        problems += failed
+        applied["lockdown"] = not failed
+        write = [Path("/tmp")]  # the fresh tmpfs is the scratch space now
+    if spec.get("uid") is not None and os.geteuid() == 0:
+        try:
+            confine.become(int(spec["uid"]))
+            applied["uid"] = int(spec["uid"])
+        except OSError as exc:
+            problems.append(f"switching to uid {spec['uid']}: {exc}")
+    if os.geteuid() == 0 and sys.platform.startswith("linux"):
+        try:
+            confine.drop_capabilities()
+            applied["capabilities_dropped"] = True
+        except OSError as exc:
+            problems.append(f"dropping capabilities: {exc}")
+    rules = spec.get("landlock")
+    if rules:
+        try:
+            got = confine.landlock([Path(p) for p in rules["read"]], write,
+                                   [Path(p) for p in rules["devices"]])
+            applied.update(landlock=got["abi"], landlock_tcp=got["tcp"],
+                           landlock_signals=got["signals"])
+        except OSError as exc:
+            problems.append(f"Landlock: {exc.strerror or exc}")
+    if spec.get("seccomp"):
+        try:
+            # where Landlock cannot scope signals, seccomp does (not inside a PID namespace:
+            # there the worker is PID 1 and cannot see the grader anyway)
+            got = confine.seccomp(confine_signals=not applied["landlock_signals"]
+                                  and os.getpid() != 1)
+            applied["seccomp"] = True
+            applied["seccomp_signals"] = got["signals"]
+        except OSError as exc:
+            problems.append(f"seccomp: {exc.strerror or exc}")
+    return applied
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    fd_in, fd_out, spec = int(argv[0]), int(argv[1]), json.loads(argv[2])
+    applied = confine_self(spec)
+    if spec.get("lockdown") or applied["uid"] is not None:
+        os.environ.update(HOME=str(Path.cwd()), TMPDIR=str(Path.cwd()),
+                          MPLCONFIGDIR=str(Path.cwd() / ".mpl"))
+    from course.grading import worker  # torch is imported only now, confined
+
+    worker.serve(fd_in, fd_out, applied)
+
+
+if __name__ == "__main__":
+    main()
