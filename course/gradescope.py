@@ -23,6 +23,9 @@ from course.paths import check_assignment, repo_root
 
 BUNDLE = "course-bundle"
 
+#: The unprivileged user student code runs as on Gradescope (its uid goes to the worker).
+STUDENT_USER = "course-student"
+
 SETUP_SH = """#!/usr/bin/env bash
 # Runs once while Gradescope builds the autograder image (Ubuntu, as root).
 set -euo pipefail
@@ -36,8 +39,19 @@ if ! command -v python3.11 >/dev/null; then
 fi
 python3.11 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --upgrade pip
-/autograder/venv/bin/python -m pip install -c {bundle}/requirements.lock -e ./{bundle}
-/autograder/venv/bin/course data fetch mnist
+# The CPU build of torch first: the default wheel pulls gigabytes of CUDA libraries.
+/autograder/venv/bin/python -m pip install --index-url https://download.pytorch.org/whl/cpu \\
+    "torch==$(sed -n 's/^torch==//p' {bundle}/requirements.lock)"
+# Not editable: the package lives in the venv, which student code may read; the bundle
+# (hidden tests) does not.
+/autograder/venv/bin/python -m pip install -c {bundle}/requirements.lock ./{bundle}
+mkdir -p /autograder/data && cp {bundle}/data/*.npz /autograder/data/
+COURSE_DATA=/autograder/data /autograder/venv/bin/course data fetch mnist
+# Student code runs as this user (Gradescope's advice): it can read the venv and the data,
+# and nothing of /autograder/source or /autograder/results.
+id -u {user} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {user}
+chmod -R a+rX /autograder/venv /autograder/data
+chmod -R go-rwx /autograder/source
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -45,6 +59,11 @@ RUN_AUTOGRADER = """#!/usr/bin/env bash
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 export COURSE_ROOT="$ROOT/source/{bundle}"
+export COURSE_DATA="${{COURSE_DATA:-$ROOT/data}}"
+mkdir -p "$ROOT/results" && chmod 700 "$ROOT/results"
+if [ "$(id -u)" = 0 ] && id -u {user} >/dev/null 2>&1; then
+    export COURSE_WORKER_UID="$(id -u {user})"
+fi
 exec "$ROOT/venv/bin/python" -m course.gradescope run {assignment} --root "$ROOT"
 """
 
@@ -80,9 +99,10 @@ def build(assignment: str, out_dir: Path | None = None, root: Path | None = None
     target = out_dir / f"{assignment}.zip"
     with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".zip.part", delete=False) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            _add_script(zf, "setup.sh", SETUP_SH.format(bundle=BUNDLE))
+            _add_script(zf, "setup.sh", SETUP_SH.format(bundle=BUNDLE, user=STUDENT_USER))
             _add_script(zf, "run_autograder",
-                        RUN_AUTOGRADER.format(bundle=BUNDLE, assignment=assignment))
+                        RUN_AUTOGRADER.format(bundle=BUNDLE, assignment=assignment,
+                                                  user=STUDENT_USER))
             for name, path in _bundle_files(assignment, root).items():
                 info = zipfile.ZipInfo(f"{BUNDLE}/{name}", date_time=(2020, 1, 1, 0, 0, 0))
                 info.external_attr = 0o644 << 16
@@ -114,8 +134,11 @@ def find_submission(folder: Path, assignment: str) -> Path:
 
 
 def run(assignment: str, autograder_root: Path) -> dict:
-    """Grade ``<root>/submission`` and write ``<root>/results/results.json``."""
-    from course.grading import runner
+    """Grade ``<root>/submission`` and write ``<root>/results/results.json``. When the grader
+    cannot give a verdict (sandbox too weak, its own files changed) nothing is written and the
+    error propagates: Gradescope then reports a failed autograder run, which the instructor can
+    rerun, instead of a zero."""
+    from course.grading import integrity, runner
     from course.runtime import device
 
     results_path = autograder_root / "results" / "results.json"
@@ -124,7 +147,9 @@ def run(assignment: str, autograder_root: Path) -> dict:
         with tempfile.TemporaryDirectory(prefix="course-gradescope-") as tmp:
             job = runner.Job("submission", notebook, assignment)
             results = runner.grade_job(job, Path(tmp), runner.Settings(device=str(device())))
-    except CourseError as exc:
+    except (runner.NotGraded, integrity.IntegrityError):
+        raise
+    except CourseError as exc:  # the upload itself is wrong (no notebook, not a notebook)
         results = {"score": 0.0, "output": str(exc), "tests": [], "visibility": "visible"}
     runner.write_json_atomic(results_path, results)
     return results
@@ -137,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("--root", type=Path, default=Path("/autograder"))
     args = parser.parse_args(argv)
-    results = run(args.assignment, args.root)
+    try:
+        results = run(args.assignment, args.root)
+    except CourseError as exc:
+        print(f"not graded: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({"score": results.get("score"), "max_score": results.get("max_score")}))
     return 0
 

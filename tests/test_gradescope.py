@@ -40,8 +40,9 @@ def test_zip_is_reproducible(bundle, tmp_path):
     assert again.read_bytes() == bundle.read_bytes()
 
 
-def run_autograder(root: Path) -> dict:
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_DATA": str(data_dir())}
+def run_autograder(root: Path, **extra_env: str) -> dict:
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_DATA": str(data_dir()),
+           **extra_env}
     subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, check=True,
                    capture_output=True, timeout=600)
     return json.loads((root / "results" / "results.json").read_text())
@@ -67,7 +68,46 @@ def test_run_autograder_grades_an_upload(autograder_root):
     assert {"name", "score", "max_score", "output"} <= set(res["tests"][0])
 
 
+@pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
+                    reason="MNIST is not staged: run `make data`")
+def test_run_autograder_without_unshare_or_cgroups_is_contained(autograder_root):
+    """Gradescope's containers have neither: the worker must still be contained there."""
+    write_notebook(reference_submission(ASSIGNMENT), autograder_root / "submission" / "a.ipynb")
+    res = run_autograder(autograder_root, COURSE_SANDBOX_DISABLE="unshare,cgroups")
+    isolation = res["extra_data"]["isolation"]
+    assert isolation["level"] == "contained", isolation
+    assert res["score"] == res["max_score"] > 0
+    assert oct((autograder_root / "results").stat().st_mode & 0o777) == "0o700"
+
+
+def test_setup_installs_cpu_torch_and_hides_the_grader_from_student_code(bundle):
+    with zipfile.ZipFile(bundle) as zf:
+        setup = zf.read("setup.sh").decode()
+        run = zf.read("run_autograder").decode()
+    subprocess.run(["bash", "-n"], input=setup, text=True, check=True)
+    subprocess.run(["bash", "-n"], input=run, text=True, check=True)
+    assert "download.pytorch.org/whl/cpu" in setup  # not the CUDA wheels
+    assert "-e ./" not in setup  # the package lives in the venv, not in the hidden bundle
+    assert f"useradd --system --no-create-home --shell /usr/sbin/nologin " \
+           f"{gradescope.STUDENT_USER}" in setup
+    assert "chmod -R go-rwx /autograder/source" in setup
+    assert "COURSE_WORKER_UID" in run
+
+
 def test_run_autograder_explains_a_missing_notebook(autograder_root):
     (autograder_root / "submission" / "notes.txt").write_text("forgot the notebook")
     res = run_autograder(autograder_root)
     assert res["score"] == 0 and "upload 01_kmeans.ipynb" in res["output"]
+
+
+def test_run_autograder_without_a_sandbox_fails_the_run_instead_of_a_zero(autograder_root):
+    """A container without Landlock and unshare: no verdict is written (Gradescope shows a
+    failed autograder run the instructor can rerun), never a zero."""
+    write_notebook(reference_submission(ASSIGNMENT), autograder_root / "submission" / "a.ipynb")
+    env = {**os.environ, "AUTOGRADER_ROOT": str(autograder_root), "COURSE_DATA": str(data_dir()),
+           "COURSE_SANDBOX_DISABLE": "unshare,landlock"}
+    proc = subprocess.run(["bash", str(autograder_root / "source" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "refusing to run student code" in proc.stderr
+    assert not (autograder_root / "results" / "results.json").exists()

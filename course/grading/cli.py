@@ -33,14 +33,38 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
     p.add_argument("--budget", type=float, default=900.0,
                    help="wall-clock seconds one submission may use in total (default: 900)")
     p.add_argument("--force", action="store_true", help="regrade even if results exist")
+    p.add_argument("--allow-weak-isolation", action="store_true",
+                   help="grade even where the sandbox cannot reach 'contained' isolation (an "
+                        "allow-list of paths, no network, no signals outside the worker): only "
+                        "for submissions you trust")
     p.add_argument("--gradebook", type=Path, metavar="DB", nargs="?", const=Path("gradebook.db"),
                    help="with --class: also store the scores as autograded scores in nbgrader's "
                         "gradebook (default file: gradebook.db)")
     p.set_defaults(func=func)
 
 
+def check_isolation(device: str, allow_weak: bool) -> dict:
+    """Print the isolation a worker reaches on this machine; refuse below 'contained' unless
+    the instructor allowed it."""
+    from course.grading import sandbox
+
+    try:
+        report = sandbox.probe_isolation(device)
+    except sandbox.GraderFault as exc:
+        raise CourseError(str(exc)) from None
+    print(f"isolation: {sandbox.describe(report)}")
+    for note in report.get("notes", []) + report.get("problems", []):
+        print(f"  note: {note}")
+    if report["level"] == "weak":
+        if not allow_weak:
+            raise CourseError(sandbox.refusal(report))
+        print("  WARNING: grading with weak isolation (--allow-weak-isolation): student code "
+              f"can reach what this user can. Missing: {'; '.join(report['missing'])}")
+    return report
+
+
 def run(args: argparse.Namespace) -> int:
-    from course.grading import runner
+    from course.grading import integrity, runner
     from course.paths import check_assignment
     from course.runtime import device as pick_device
 
@@ -68,13 +92,18 @@ def run(args: argparse.Namespace) -> int:
     assignments = sorted({j.assignment for j in jobs})
     out = args.out or Path("grades") / (assignments[0] if len(assignments) == 1 else "mixed")
     settings = runner.Settings(device=device, budget_s=args.budget, threads=threads,
-                               force=args.force)
+                               force=args.force,
+                               allow_weak_isolation=args.allow_weak_isolation)
+    check_isolation(device, args.allow_weak_isolation)
+    integrity.start_run(assignments, gradebook=args.gradebook)  # checked before each write
     graded = runner.grade_jobs(jobs, out, settings, jobs_in_parallel=parallel)
     runner.write_class_csv(graded, out / "grades.csv")
     print(runner.table(graded))
     if args.gradebook:
         from course.grading.gradebook import record_scores
 
+        integrity.run_manifest(assignment).verify("before writing the gradebook",
+                                                  "the gradebook was not written")
         n = record_scores(args.gradebook, assignment, [(j.name, r) for j, r in graded])
         print(f"gradebook: stored {n} grade-cell scores in {args.gradebook}")
     print(f"\nresults: {out}/<submission>/results.json and feedback.md; class CSV: {out}/grades.csv")
