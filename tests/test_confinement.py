@@ -161,7 +161,7 @@ GRADER = textwrap.dedent('''
     reply = w.request({"op": "run_cells", "cells": [{"id": "x", "source":
         "import os\\nif os.fork() == 0:\\n    os.setsid()\\n    import time\\n"
         "    while True: time.sleep(0.1)\\n"}]}, 120)
-    print(json.dumps({"worker": w.worker_pid, "reaper": w.proc.pid,
+    print(json.dumps({"worker": w.worker_pid, "reaper": w.proc.pid, "scratch": str(w.scratch),
                       "cgroups": [str(d) for d in w.cgroup.dirs]}), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # the grader dies with its worker paused
 ''')
@@ -193,6 +193,7 @@ def test_a_paused_worker_dies_with_its_grader(setting, monkeypatch):
         time.sleep(0.2)
     assert not left, f"still running after the grader died: {left}"
     assert not groups, f"cgroups left behind: {groups}"
+    assert not Path(info["scratch"]).exists(), "its scratch folder was left behind"
 
 
 def test_below_contained_is_refused(monkeypatch):

@@ -11,7 +11,7 @@ PID namespace or another uid).
   process below the worker (children left running after a call) and answers ``k``;
 - the lifeline reaching end of file means the grader is gone (it exited, crashed or was
   killed): the reaper thaws the worker's cgroups, kills everything it started, removes the
-  cgroups, and exits;
+  cgroups and the scratch folder, and exits;
 - when the worker exits, the reaper kills what is left and exits with the worker's status.
 """
 
@@ -22,6 +22,7 @@ import json
 import os
 import resource
 import select
+import shutil
 import signal
 import struct
 import sys
@@ -186,6 +187,8 @@ def serve(spec: dict, cmd: list[str]) -> None:
                 _thaw(cgroups)
                 kill_below(me, set(), cgroups)
                 _remove_cgroups(cgroups)
+                if spec.get("scratch"):
+                    shutil.rmtree(spec["scratch"], ignore_errors=True)
                 os._exit(0)
             for _ in range(data.count(b"k")):
                 kill_below(me, spare, cgroups)  # orphans come to the reaper itself

@@ -351,6 +351,7 @@ class WorkerProcess:
         lifeline_r, self._lifeline = os.pipe()
         self._status, status_w = os.pipe()
         reaper = {"lifeline": lifeline_r, "status": status_w, "via_unshare": bool(prefix),
+                  "scratch": str(self.scratch),
                   "cgroups": [str(d) for d in self.cgroup.dirs],
                   "rlimits": _rlimits(self.limits, cap_memory)}
         self._prefix = prefix
