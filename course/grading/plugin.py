@@ -130,7 +130,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "events": sub.events if sub else [],
         "output": sub.output() if sub else "",
         "worker_seconds": round(sub.used_s, 3) if sub else 0.0,
-        "isolation": sub.isolation if sub else {},
+        # level and layers only: the notes name the grader's own paths, not for students
+        "isolation": {k: sub.isolation[k] for k in ("level", "layers", "missing")
+                      if k in sub.isolation} if sub else {},
         "not_graded": getattr(cfg, "_course_not_graded", ""),
         "finished": time.time(),
     }
