@@ -334,3 +334,40 @@ def test_seccomp_confines_signals_where_landlock_cannot(setting, monkeypatch):
         worker.close()
     assert got == {"self": "allowed", "own_group": "allowed",
                    "grader": "denied: PermissionError", "init": "denied: PermissionError"}, got
+
+
+FILL = r'''
+import os, time
+
+def fill(hide):
+    """Write 10 MiB files (each under the file-size cap) until stopped; with ``hide`` each
+    is deleted while kept open, so no walk of the folder can see it."""
+    keep = []
+    for n in range(40):
+        fh = open(f"fill-{n}.bin", "wb")
+        if hide:
+            os.remove(f"fill-{n}.bin")
+            keep.append(fh)
+        for _ in range(10):
+            fh.write(b"x" * 2**20)
+            fh.flush()
+        if not hide:
+            fh.close()
+        time.sleep(0.05)
+    return "wrote 400 MiB"
+'''
+
+
+@pytest.mark.parametrize("hide", [False, True], ids=["files", "deleted-but-open"])
+def test_scratch_space_is_capped_without_a_tmpfs(hide, monkeypatch):
+    """Without unshare there is no tmpfs to cap the scratch folder: the reaper stops a worker
+    that holds more than the cap, counting files deleted while kept open."""
+    monkeypatch.setenv("COURSE_SANDBOX_DISABLE", "unshare,cgroups")
+    worker = sandbox.WorkerProcess(limits=sandbox.Limits(file_mb=16))
+    worker.start()
+    try:
+        _run(worker, FILL)
+        with pytest.raises(sandbox.WorkerCrashed, match="more than the 16 MiB allowed"):
+            worker.request({"op": "call", "target": "fill", "args": (hide,), "kwargs": {}}, 120)
+    finally:
+        worker.close()

@@ -12,7 +12,9 @@ PID namespace or another uid).
 - the lifeline reaching end of file means the grader is gone (it exited, crashed or was
   killed): the reaper thaws the worker's cgroups, kills everything it started, removes the
   cgroups and the scratch folder, and exits;
-- when the worker exits, the reaper kills what is left and exits with the worker's status.
+- when the worker exits, the reaper kills what is left and exits with the worker's status;
+- when the worker holds more disk in its scratch folder than allowed (where no tmpfs caps
+  it), the reaper writes ``D`` on the status pipe and kills it.
 """
 
 from __future__ import annotations
@@ -128,6 +130,41 @@ def _remove_cgroups(cgroups: list[str]) -> None:
         time.sleep(0.05)
 
 
+def scratch_usage(scratch: str, pids: list[int]) -> int:
+    """Bytes of disk the worker holds on its scratch filesystem: the files under ``scratch``,
+    and files its processes keep open after deleting them (invisible to a walk)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    try:
+        dev = os.stat(scratch).st_dev
+    except OSError:
+        return 0
+    for top, _, files in os.walk(scratch):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(top, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if st.st_dev == dev and st.st_nlink == 0 and key not in seen:
+                seen.add(key)
+                total += st.st_blocks * 512
+    return total
+
+
 def _start_worker(spec: dict, cmd: list[str], keep_closed: list[int]) -> int:
     """Fork and exec the worker: own session, in its cgroups, under its rlimits."""
     pid = os.fork()
@@ -177,7 +214,7 @@ def serve(spec: dict, cmd: list[str]) -> None:
     while True:
         if spec.get("via_unshare") and len(spare) == 1:
             spare |= set(_children_map().get(worker, [])[:1])
-        ready = select.select([lifeline], [], [], 0.2)[0]
+        ready = select.select([lifeline], [], [], 0.1)[0]
         if ready:
             try:
                 data = os.read(lifeline, 64)
@@ -208,6 +245,15 @@ def serve(spec: dict, cmd: list[str]) -> None:
         if worker_status is not None:
             kill_below(me, set(), cgroups)
             _exit_like(worker_status)
+        quota = spec.get("scratch_bytes")
+        if quota and scratch_usage(spec["scratch"], [worker, *descendants(me)]) > quota:
+            # without a mount namespace there is no tmpfs to cap the scratch space: stop the
+            # worker as soon as it holds more (checked ten times a second)
+            try:
+                os.write(status, b"D")
+            except OSError:
+                pass
+            kill_below(me, set(), cgroups)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import select
 import shutil
 import signal
 import site
@@ -351,7 +352,7 @@ class WorkerProcess:
         lifeline_r, self._lifeline = os.pipe()
         self._status, status_w = os.pipe()
         reaper = {"lifeline": lifeline_r, "status": status_w, "via_unshare": bool(prefix),
-                  "scratch": str(self.scratch),
+                  "scratch": str(self.scratch), "scratch_bytes": self.limits.file_mb * 2**20,
                   "cgroups": [str(d) for d in self.cgroup.dirs],
                   "rlimits": _rlimits(self.limits, cap_memory)}
         self._prefix = prefix
@@ -441,6 +442,10 @@ class WorkerProcess:
             raise WorkerTimeout(f"no answer within {timeout:g} s") from None
         except (EOFError, BrokenPipeError):
             code = self.wait_exit()
+            if self._reaper_said(b"D"):
+                raise WorkerCrashed("the worker process was stopped: it wrote more than the "
+                                    f"{self.limits.file_mb} MiB allowed in its scratch "
+                                    "folder") from None
             if code in (-signal.SIGKILL, 137) and self.cgroup and self.cgroup.hit_memory_limit():
                 raise WorkerCrashed("the worker process was killed: it used more than the "
                                     f"{self.limits.memory_mb} MiB memory limit") from None
@@ -448,6 +453,15 @@ class WorkerProcess:
         except protocol.ProtocolError as exc:
             self.kill()
             raise WorkerCrashed(f"broke the protocol: {exc}") from None
+
+    def _reaper_said(self, mark: bytes) -> bool:
+        """Whether the reaper left ``mark`` on the status pipe (read without blocking)."""
+        try:
+            if select.select([self._status], [], [], 0)[0]:
+                return mark in os.read(self._status, 64)
+        except OSError:
+            pass
+        return False
 
     def _sweep(self) -> None:
         """Have the reaper kill every process the last request left below the worker (children,
