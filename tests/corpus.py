@@ -437,7 +437,7 @@ def pca(X, n_components):
 # -- 01_kmeans: attacks on what lies outside the worker (aimed with Targets) ----------------
 #: What planted files hold (assembled at run time in the cases' code, so that a case's own
 #: notebook never holds it).
-PLANTED = "corpus-planted"
+PLANTED = "corpus-" + "planted"  # split: the repository (cloned as a decoy) must not hold it
 #: What the decoys' hidden tests and solutions carry (tests/hostile_fixtures.py).
 CANARY = "corpus-canary-"
 #: Text of the hidden tests' first line: no artefact of a case may hold it.
