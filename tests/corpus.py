@@ -1111,7 +1111,7 @@ def cases() -> list[Case]:
              may_fail=ASSIGN),
         # -- hostile --------------------------------------------------------------------------
         Case("infinite_loop", "hostile", _append(release, "while True:\n    pass\n"),
-             score="zero", message="longer than", sandbox=True, budget_s=20),
+             score="zero", message="longer than", sandbox=True, budget_s=10),
         Case("memory_bomb", "hostile",
              _replace(reference, pca="def pca(X, n_components):\n"
                                      "    hog = bytearray(64 * 2**30)\n    return hog\n"),

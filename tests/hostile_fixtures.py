@@ -317,11 +317,13 @@ def kill_processes(pids: list[int]) -> None:
 
 
 # -- files a case planted --------------------------------------------------------------------
-def files_holding(top: Path, marker: str, skip_suffix: str = ".ipynb") -> list[str]:
-    """Files under ``top`` (notebooks aside: a case's source holds its own markers) whose
-    bytes contain ``marker``."""
+def files_holding(top: Path, marker: str, originals: dict[str, str] | None = None,
+                  skip_suffix: str = ".ipynb") -> list[str]:
+    """Files under ``top`` whose bytes contain ``marker``; notebooks aside (a case's source
+    holds its own markers), and decoy files still as they were (``originals``: digests)."""
     found = []
     needle = marker.encode()
+    originals = originals or {}
     for folder, dirs, names in os.walk(top):
         dirs[:] = [d for d in dirs if d != ".git"]
         for name in names:
@@ -329,8 +331,9 @@ def files_holding(top: Path, marker: str, skip_suffix: str = ".ipynb") -> list[s
             if name.endswith(skip_suffix) or not path.is_file():
                 continue
             try:
-                if needle in path.read_bytes():
-                    found.append(str(path))
+                data = path.read_bytes()
             except OSError:
-                pass
+                continue
+            if needle in data and originals.get(str(path)) != hashlib.sha256(data).hexdigest():
+                found.append(str(path))
     return sorted(found)

@@ -222,8 +222,8 @@ def grade_setting(setting: str, tmp_path_factory, alone) -> dict:
             "out": out,
             "alone": alone_scores,
             "hits": list(listeners.hits),
-            "planted": hf.files_holding(root, corpus.PLANTED) + hf.files_holding(
-                decoys.home, corpus.PLANTED),
+            "planted": hf.files_holding(root, corpus.PLANTED, decoys.before)
+            + hf.files_holding(decoys.home, corpus.PLANTED, decoys.before),
             "tampered": (hf.digest_changes(installed, hf.installation_digest())
                          + decoys.changes()),
             "survivors": survivors,
