@@ -9,10 +9,11 @@ allow-list and the seccomp filter of :mod:`course.grading.confine` (``sandbox-ex
 into a level ("weak", "contained", "isolated") and the worker is refused below the level the
 grader requires. Also: an address-space, CPU-time and file-size cap, captured output capped,
 a reduced environment, cgroup caps on processes and resident memory where cgroups are
-writable (:mod:`course.grading.cgroups`), a wall-clock deadline per request (on expiry the
-whole tree is killed), and between requests the worker is stopped (SIGSTOP to its process
-group, and the cgroup freezer where there is one), so student code only runs inside a timed
-request.
+writable (:mod:`course.grading.cgroups`), a time limit per request on the time it is charged
+(CPU time of the worker's tree, at most the wall time: :mod:`course.grading.cputime`) with a
+loose wall-clock bound (on expiry the whole tree is killed), and between requests the worker
+is stopped (SIGSTOP to its process group, and the cgroup freezer where there is one), so
+student code only runs inside a timed request.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course.grading import macos, protocol
+from course.grading import cputime, macos, protocol
 from course.grading.cgroups import WorkerCgroup
 from course.grading.confine import readable_by_others
 from course.grading.lockdown import needed_paths
@@ -51,10 +52,17 @@ class Limits:
     reply_mb: int = 256
     threads: int = 0  # torch/OpenMP threads; 0: leave to the platform
     processes: int = 256  # processes and threads (a cgroup cap, where cgroups are writable)
+    #: A request's time limit bounds the time it is charged (see course.grading.cputime); its
+    #: wall-clock time is bounded only loosely, by wall_factor * limit + wall_slack_s.
+    wall_factor: float = 4.0
+    wall_slack_s: float = 60.0
 
 
-#: Seconds a new worker may take to confine itself and import torch (a busy machine is slow).
-HELLO_TIMEOUT_S = 120.0
+#: Seconds a new worker may take to confine itself and import torch (a busy machine is slow;
+#: past this the submission is "not graded", never failed).
+HELLO_TIMEOUT_S = 300.0
+#: How often a request past its limit in wall time re-reads the CPU time it was charged.
+CPU_POLL_S = 0.5
 
 
 class WorkerError(RuntimeError):
@@ -62,11 +70,22 @@ class WorkerError(RuntimeError):
 
 
 class WorkerTimeout(WorkerError):
-    """The worker did not answer before the deadline; it has been killed."""
+    """The worker did not answer before the deadline; it has been killed. ``waiting``: it hit
+    the wall-clock bound while hardly computing (sleeping, blocked), not the time limit."""
+
+    def __init__(self, message: str, waiting: bool = False) -> None:
+        super().__init__(message)
+        self.waiting = waiting
 
 
 class WorkerCrashed(WorkerError):
-    """The worker process ended (or closed its pipe) while a request was pending."""
+    """The worker process ended (or closed its pipe) while a request was pending.
+    ``from_outside``: it was SIGKILLed by nothing the grader did or counted (no time, memory
+    or scratch limit): the machine's OOM killer, an administrator, or the code itself."""
+
+    def __init__(self, message: str, from_outside: bool = False) -> None:
+        super().__init__(message)
+        self.from_outside = from_outside
 
 
 LINUX = sys.platform.startswith("linux")
@@ -90,6 +109,11 @@ class IsolationTooWeak(GraderFault):
 
 class WorkerStartFailed(GraderFault):
     """A worker died or stayed silent before saying how it was confined."""
+
+
+class MachineOverloaded(GraderFault):
+    """A request reached its wall-clock bound while its code was computing but starved of CPU
+    by other work on the machine: no verdict can be drawn from it."""
 
 
 def disabled_layers() -> frozenset[str]:
@@ -314,6 +338,7 @@ class WorkerProcess:
     isolation: dict = field(default_factory=dict)  # assess() of this worker, once started
     uid_note: str = ""  # why the worker keeps the grader's uid, when it does
     worker_pid: int = 0  # the worker's pid (and process group); self.proc is its reaper
+    charged_s: float = 0.0  # what the last request was charged (see request())
 
     def _spec(self, prefix: tuple[str, ...]) -> dict:
         """What the worker applies to itself before anything else (see course.grading.boot)."""
@@ -424,35 +449,100 @@ class WorkerProcess:
                 env[key] = os.environ[key]
         return env
 
+    def wall_limit(self, timeout: float) -> float:
+        """The loose wall-clock bound of a request whose charged time is limited to ``timeout``."""
+        return self.limits.wall_factor * timeout + self.limits.wall_slack_s
+
     def request(self, message: dict, timeout: float) -> Any:
-        """Send one request and return the worker's reply (a dict of data)."""
+        """Send one request and return the worker's reply (a dict of data).
+
+        ``timeout`` limits the time the request is *charged*: ``min(wall, CPU time of the
+        worker's process tree)`` (:mod:`course.grading.cputime`), so a machine busy with other
+        work slows the request without costing the student. The wall clock only bounds it at
+        :meth:`wall_limit`; reaching that while the code computes on a busy machine raises
+        :class:`MachineOverloaded` (no verdict), while waiting on its own (``sleep``, a lock)
+        is a :class:`WorkerTimeout` with ``waiting`` set. ``self.charged_s`` is set either way."""
         if self.proc is None:
             raise WorkerCrashed("worker not started")
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        self.charged_s = 0.0
+        cpu0 = cputime.tree_seconds(self.proc.pid)
+        self._ticks0 = cputime.cpu_ticks()
+        outer = start + self.wall_limit(timeout)
         self._pause(False)
         try:
             protocol.write_frame(self._to_worker, protocol.encode(message))
-            reply = protocol.read_frame(self._from_worker, deadline,
+            self._await_reply(timeout, start, outer, cpu0)
+            reply = protocol.read_frame(self._from_worker, outer,
                                         max_size=self.limits.reply_mb * 2**20)
+            self.charged_s = self._charged(start, cpu0)
             self._sweep()
             self._pause(True)
             return reply
-        except protocol.FrameTimeout:
+        except protocol.FrameTimeout:  # a reply begun but not finished within the wall bound
+            self.charged_s = self._charged(start, cpu0)
             self.kill()
             raise WorkerTimeout(f"no answer within {timeout:g} s") from None
         except (EOFError, BrokenPipeError):
+            self.charged_s = self._charged(start, cpu0)
             code = self.wait_exit()
             if self._reaper_said(b"D"):
                 raise WorkerCrashed("the worker process was stopped: it wrote more than the "
                                     f"{self.limits.file_mb} MiB allowed in its scratch "
                                     "folder") from None
-            if code in (-signal.SIGKILL, 137) and self.cgroup and self.cgroup.hit_memory_limit():
-                raise WorkerCrashed("the worker process was killed: it used more than the "
-                                    f"{self.limits.memory_mb} MiB memory limit") from None
+            if code in (-signal.SIGKILL, 137):
+                if self.cgroup and self.cgroup.hit_memory_limit():
+                    raise WorkerCrashed("the worker process was killed: it used more than the "
+                                        f"{self.limits.memory_mb} MiB memory limit") from None
+                raise WorkerCrashed(describe_exit(code), from_outside=True) from None
             raise WorkerCrashed(describe_exit(code)) from None
         except protocol.ProtocolError as exc:
             self.kill()
             raise WorkerCrashed(f"broke the protocol: {exc}") from None
+
+    def _charged(self, start: float, cpu0: float | None) -> float:
+        wall = time.monotonic() - start
+        cpu = cputime.tree_seconds(self.proc.pid) if self.proc is not None else None
+        return wall if cpu is None or cpu0 is None else max(0.0, min(wall, cpu - cpu0))
+
+    def _cpus(self) -> set[int] | None:
+        """The CPUs the worker may run on (None: any, or unknown)."""
+        try:
+            return set(os.sched_getaffinity(self.worker_pid))
+        except (AttributeError, OSError):
+            return None
+
+    def _await_reply(self, timeout: float, start: float, outer: float,
+                     cpu0: float | None) -> None:
+        """Return when the reply can be read; kill the worker and raise when the request was
+        charged ``timeout`` or reached the wall-clock bound ``outer``. Charged time never
+        exceeds wall time, so the CPU time is read only once the wall clock passed ``timeout``."""
+        while True:
+            now = time.monotonic()
+            wall = now - start
+            if wall < timeout:
+                wait = timeout - wall
+            else:
+                cpu = cputime.tree_seconds(self.proc.pid) if self.proc is not None else None
+                used_cpu = None if cpu is None or cpu0 is None else max(0.0, cpu - cpu0)
+                self.charged_s = wall if used_cpu is None else min(wall, used_cpu)
+                if self.charged_s >= timeout:
+                    self.kill()
+                    raise WorkerTimeout(f"no answer within {timeout:g} s")
+                if now >= outer:
+                    starved = cputime.starved(used_cpu, wall, self._ticks0, self._cpus())
+                    self.kill()
+                    if starved:
+                        raise MachineOverloaded(
+                            f"the machine was too busy: a request limited to {timeout:g} s got "
+                            f"{used_cpu or 0:.1f} s of CPU in {wall:.0f} s, its cores busy "
+                            "with other work")
+                    self.charged_s = wall  # its own waiting: the submission pays for it
+                    raise WorkerTimeout(f"no answer within {wall:.0f} s of waiting",
+                                        waiting=True)
+                wait = min(CPU_POLL_S, outer - now)
+            if select.select([self._from_worker], [], [], max(wait, 0.001))[0]:
+                return
 
     def _reaper_said(self, mark: bytes) -> bool:
         """Whether the reaper left ``mark`` on the status pipe (read without blocking)."""

@@ -17,7 +17,6 @@ submission's total time budget.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,8 @@ class Submission:
         self.events: list[str] = []
         self.worker: WorkerProcess | None = None
         self.starts = 0
-        self.used_s = 0.0
+        self.used_s = 0.0  # time charged to the submission so far (see WorkerProcess.request)
+        self.setup_timed_out = ""  # why the notebook's cells are not run again, once they hung
         self._outputs: list[str] = []
 
     # -- worker lifecycle ----------------------------------------------------------------
@@ -93,6 +93,8 @@ class Submission:
             return self.worker
         if self.worker is not None:
             self.close()
+        if self.setup_timed_out:  # it would hang again: the limit is paid once, not per test
+            raise StudentFailure(f"not run: {self.setup_timed_out}")
         if self.starts > self.budget.max_restarts:
             raise StudentFailure("not run: the notebook's code crashed or timed out too often")
         if self._left() <= 0:
@@ -104,27 +106,32 @@ class Submission:
         worker.start()  # a GraderFault (too weak, did not start) is not the student's doing
         self.worker = worker
         self.isolation = worker.isolation
+        limit = min(self.budget.setup_s, self._left())
         try:
-            reply = self._timed(lambda: worker.request(
-                {"op": "run_cells", "cells": self.plan.cells},
-                min(self.budget.setup_s, self._left())))
-        except WorkerTimeout:
+            reply = self._charge(worker, {"op": "run_cells", "cells": self.plan.cells}, limit)
+        except WorkerTimeout as exc:
             self.events.append("running the notebook's cells timed out")
-            raise StudentFailure(
-                f"running the notebook's code took longer than {self.budget.setup_s:g} s "
-                "(an infinite loop, or training at import time?)") from None
+            self.setup_timed_out = (
+                f"running the notebook's code waited more than {self.worker_wall(limit)} s "
+                "without finishing (sleep, input() or a lock at import time?)" if exc.waiting
+                else f"running the notebook's code took longer than {_secs(limit)} s "
+                "(an infinite loop, or training at import time?)")
+            raise StudentFailure(self.setup_timed_out) from None
         except WorkerCrashed as exc:
             self.events.append(f"running the notebook's cells: {exc}")
             raise StudentFailure(f"running the notebook's code: {exc}") from None
         self.cell_report = list(reply.get("value") or [])
         return worker
 
-    def _timed(self, fn: Any) -> Any:
-        t0 = time.monotonic()
+    def _charge(self, worker: WorkerProcess, message: dict, limit: float) -> Any:
+        """One request; what it was charged (not the wall time) comes off the budget."""
         try:
-            return fn()
+            return worker.request(message, limit)
         finally:
-            self.used_s += time.monotonic() - t0
+            self.used_s += worker.charged_s
+
+    def worker_wall(self, limit: float) -> str:
+        return _secs(self.worker.wall_limit(limit) if self.worker else limit)
 
     def start(self) -> list[dict]:
         """Start the worker now (it otherwise starts on the first call); return the cell report."""
@@ -146,19 +153,30 @@ class Submission:
         return "\n--- worker restarted ---\n".join(t for t in texts if t)
 
     # -- requests ------------------------------------------------------------------------
-    def _request(self, what: str, message: dict, timeout: float | None) -> Reply:
+    def _request(self, what: str, message: dict, timeout: float | None,
+                 retried: bool = False) -> Reply:
         worker = self._ensure_worker()
         limit = min(timeout or self.budget.call_s, max(self._left(), 0.001))
-        t0 = time.monotonic()
         try:
-            reply = self._timed(lambda: worker.request(message, limit))
-        except WorkerTimeout:
+            reply = self._charge(worker, message, limit)
+        except WorkerTimeout as exc:
+            if exc.waiting:
+                self.events.append(f"{what}: waited {self.worker_wall(limit)} s, computing little")
+                raise StudentFailure(f"{what} waited more than {self.worker_wall(limit)} s "
+                                     "without finishing (sleep, input(), a lock or a pipe "
+                                     "nobody writes to?)") from None
             self.events.append(f"{what}: timed out after {_secs(limit)} s")
             raise StudentFailure(f"{what} did not finish within {_secs(limit)} s") from None
         except WorkerCrashed as exc:
+            if exc.from_outside and not retried and not _holds_remote(message):
+                # SIGKILLed by nothing the grader counts (the OOM killer, an administrator):
+                # once may be the machine, so the call runs again on a fresh worker; twice is
+                # the submission's doing (os.kill of itself)
+                self.events.append(f"{what}: {exc}; run again on a fresh worker")
+                return self._request(what, message, timeout, retried=True)
             self.events.append(f"{what}: {exc}")
             raise StudentFailure(f"{what}: {exc}") from None
-        seconds = time.monotonic() - t0
+        seconds = worker.charged_s
         if not isinstance(reply, dict) or "ok" not in reply:
             raise StudentFailure(f"{what}: the worker sent a malformed reply")
         if not reply["ok"]:
@@ -225,6 +243,19 @@ class Submission:
         if self.plan.missing:
             return f" ({one_line('; '.join(map(str, self.plan.notes)), MAX_MESSAGE)})"
         return ""
+
+
+def _holds_remote(value: Any, depth: int = 0) -> bool:
+    """Whether a request refers to an object living in the worker (lost when it restarts)."""
+    if isinstance(value, Remote):
+        return True
+    if depth > 20:
+        return True  # too deep to tell: assume it does
+    if isinstance(value, dict):
+        return any(_holds_remote(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_remote(v, depth + 1) for v in value)
+    return False
 
 
 def _secs(seconds: float) -> str:
