@@ -61,3 +61,20 @@ def test_unknown_cell_or_assignment_is_a_one_line_error(gradebook, tmp_path):
         record_scores(gradebook, "02_other", [])
     with pytest.raises(CourseError, match="no gradebook"):
         record_scores(tmp_path / "missing.db", ASSIGNMENT, [])
+
+
+def test_a_submission_not_graded_gets_no_score_not_even_zero(gradebook):
+    """A not-graded entry (the grader crashed or was killed) leaves the gradebook untouched:
+    no student, no submission, no zero; a graded one in the same call is stored."""
+    from nbgrader.api import MissingEntry
+
+    from course.grading.runner import Job, not_graded_entry
+
+    entry = not_graded_entry(Job("erin", Path("erin.ipynb"), ASSIGNMENT), "killed by SIGKILL")
+    n = record_scores(gradebook, ASSIGNMENT, [("erin", entry),
+                                              ("fay", results({"test_pca": 2.0}))])
+    assert n == 1
+    with Gradebook(f"sqlite:///{gradebook}") as gb:
+        with pytest.raises(MissingEntry):
+            gb.find_submission(ASSIGNMENT, "erin")
+        assert gb.find_grade("test_pca", ASSIGNMENT, ASSIGNMENT, "fay").auto_score == 2.0

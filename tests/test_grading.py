@@ -265,7 +265,7 @@ def test_class_csv_and_table(graded, tmp_path):
     results = [(job, graded["results"][job.name]) for job in graded["jobs"]]
     runner.write_class_csv(results, tmp_path / "grades.csv")
     lines = (tmp_path / "grades.csv").read_text().splitlines()
-    assert lines[0].startswith("submission,assignment,score,max_score,test_")
+    assert lines[0].startswith("submission,assignment,score,max_score,status,test_")
     assert len(lines) == len(results) + 1
     full = f"{sum(notebook_points(graded['assignment']).values()):g}"
     assert re.search(rf"reference\s+{graded['assignment']}\s+{full}/{full}\s", runner.table(results))

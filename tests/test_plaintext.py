@@ -196,7 +196,7 @@ def test_feedback_of_hostile_messages_has_the_expected_lines_and_no_markdown():
 def test_the_grade_table_has_one_line_per_submission():
     res = _hostile_results()
     job = runner.Job("eve\x1b[2J\nforged 17/17", Path("eve.ipynb"), "01_kmeans")
-    lines = runner.table([(job, res), (job, runner.failed_results(job, HOSTILE, {}, 0.0))])
+    lines = runner.table([(job, res), (job, runner.not_graded_entry(job, HOSTILE, 3))])
     assert len(lines.splitlines()) == 4 and "\x1b" not in lines
 
 

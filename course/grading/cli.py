@@ -29,9 +29,11 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
     p.add_argument("--device", default="cpu",
                    help="device for student code: cpu, cuda, mps or auto (default: cpu)")
     p.add_argument("-j", "--jobs", type=int, default=0,
-                   help="submissions graded at once (default: half the CPU cores, at least 1)")
+                   help="submissions graded at once (default: one per CPU core, fewer when "
+                        f"memory is short: about {JOB_MEMORY_GIB} GiB each)")
     p.add_argument("--budget", type=float, default=900.0,
-                   help="wall-clock seconds one submission may use in total (default: 900)")
+                   help="seconds of computing one submission may use in total, counted as CPU "
+                        "time so a busy machine does not cost the student (default: 900)")
     p.add_argument("--force", action="store_true", help="regrade even if results exist")
     p.add_argument("--allow-weak-isolation", action="store_true",
                    help="grade even where the sandbox cannot reach 'contained' isolation (an "
@@ -41,6 +43,36 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
                    help="with --class: also store the scores as autograded scores in nbgrader's "
                         "gradebook (default file: gradebook.db)")
     p.set_defaults(func=func)
+
+
+#: Memory one grading job may take at its peak: the grader (MNIST, reference models: ~0.9 GiB
+#: resident for 04_contrastive) and its worker (the student's models and data: ~1.2 GiB for the
+#: reference solutions), with room to spare.
+JOB_MEMORY_GIB = 3
+#: Exit status of `course grade` when some submissions were not graded (a rerun grades them).
+EXIT_NOT_GRADED = 3
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available for new work (MemAvailable; physical memory elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_jobs(cores: int | None = None, memory: int | None = None) -> int:
+    """Submissions graded at once: one per core, capped by the memory available."""
+    cores = cores or os.cpu_count() or 1
+    memory = memory if memory is not None else available_memory()
+    by_memory = cores if memory is None else max(1, memory // (JOB_MEMORY_GIB * 2**30))
+    return max(1, min(cores, by_memory))
 
 
 def check_isolation(device: str, allow_weak: bool) -> dict:
@@ -86,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
         device = str(pick_device(None if args.device == "auto" else args.device))
     except RuntimeError as exc:
         raise CourseError(str(exc)) from None
+    if args.jobs < 0:
+        raise CourseError(f"--jobs must be 1 or more (got {args.jobs})")
     cores = os.cpu_count() or 1
-    parallel = args.jobs or max(1, cores // 2)
+    parallel = min(args.jobs or default_jobs(cores), len(jobs))
     threads = max(1, cores // parallel)
     assignments = sorted({j.assignment for j in jobs})
     out = args.out or Path("grades") / (assignments[0] if len(assignments) == 1 else "mixed")
@@ -96,9 +130,11 @@ def run(args: argparse.Namespace) -> int:
                                allow_weak_isolation=args.allow_weak_isolation)
     check_isolation(device, args.allow_weak_isolation)
     integrity.start_run(assignments, gradebook=args.gradebook)  # checked before each write
+    print(f"grading {len(jobs)} submission(s), {parallel} at a time, {threads} thread(s) each")
     graded = runner.grade_jobs(jobs, out, settings, jobs_in_parallel=parallel)
     runner.write_class_csv(graded, out / "grades.csv")
     print(runner.table(graded))
+    missed = [job.name for job, res in graded if res.get("not_graded")]
     if args.gradebook:
         from course.grading.gradebook import record_scores
 
@@ -107,4 +143,9 @@ def run(args: argparse.Namespace) -> int:
         n = record_scores(args.gradebook, assignment, [(j.name, r) for j, r in graded])
         print(f"gradebook: stored {n} grade-cell scores in {args.gradebook}")
     print(f"\nresults: {out}/<submission>/results.json and feedback.md; class CSV: {out}/grades.csv")
+    if missed:
+        print(f"\n{len(missed)} of {len(jobs)} submission(s) NOT GRADED ({', '.join(missed[:5])}"
+              f"{', ...' if len(missed) > 5 else ''}): no score was recorded for them; run the "
+              "same command again to grade them (verdicts already reached are kept)")
+        return EXIT_NOT_GRADED
     return 0

@@ -28,6 +28,8 @@ def record_scores(db_path: Path, assignment: str, graded: list[tuple[str, dict[s
             raise CourseError(f"the gradebook has no assignment {assignment!r}; run "
                               f"`course release {assignment} --gradebook`") from None
         for student, results in graded:
+            if results.get("not_graded"):
+                continue  # no verdict: nothing is stored, never a zero
             gb.update_or_create_student(student)
             gb.update_or_create_submission(assignment, student)
             for cell, score in results.get("extra_data", {}).get("cells", {}).items():

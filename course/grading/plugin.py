@@ -4,8 +4,14 @@ Options: ``--submission NB`` (the student's notebook), ``--release NB`` (the rel
 it was made from), ``--device``, ``--report JSON`` (where per-test records go). Fixtures:
 ``submission`` (a :class:`~course.grading.session.Submission`, one worker per run),
 ``device``, and ``mnist_train`` / ``mnist_test`` (the grader's own copy of MNIST as flattened
-rows in [0, 1] with labels, loaded once per run). Every test must carry ``@points(n, cell=...)``; the record of each test holds its
-points, grade cell, outcome and a one-line message, never the test's code or traceback.
+rows in [0, 1] with labels, loaded once per run). Every test must carry
+``@points(n, cell=...)``; the record of each test holds its points, grade cell, outcome and a
+one-line message, never the test's code or traceback.
+
+The report is rewritten (atomically) each time a test's verdict is decided, with
+``"complete": false`` until the session ends normally: a grader that crashes or is killed half
+way leaves the verdicts it reached, and ``--skip NAME,...`` runs only the tests an earlier,
+unfinished run did not decide (see :mod:`course.grading.runner`).
 """
 
 from __future__ import annotations
@@ -36,11 +42,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threads", type=int, default=0, help="torch threads in the worker")
     group.addoption("--allow-weak-isolation", action="store_true",
                     help="run student code even where the sandbox is below 'contained'")
+    group.addoption("--skip", default="",
+                    help="comma-separated test names already decided by an earlier run")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grade(points, cell): points of a hidden test")
     config._course_records = []  # type: ignore[attr-defined]
+    config._course_collected = []  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Remember every hidden test in file order; drop those decided by an earlier run."""
+    config._course_collected = [item.name for item in items]  # type: ignore[attr-defined]
+    skip = {n for n in config.getoption("--skip").split(",") if n}
+    if skip:
+        config.hook.pytest_deselected(items=[i for i in items if i.name in skip])
+        items[:] = [i for i in items if i.name not in skip]
+    write_report(config)
 
 
 @pytest.fixture(scope="session")
@@ -115,27 +135,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             "seconds": round(report.duration, 3),
         }
         item.config._course_records.append(record)  # type: ignore[attr-defined]
+        write_report(item.config)  # decided: it survives whatever happens to this process
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    cfg = session.config
-    path = cfg.getoption("--report", None)
+def write_report(config: pytest.Config, complete: bool = False) -> None:
+    """Write the report as it stands (atomically: a reader sees the old or the new one)."""
+    path = config.getoption("--report", None)
     if not path:
         return
-    sub = getattr(cfg, "_course_submission", None)
+    sub = getattr(config, "_course_submission", None)
     data = {
-        "records": cfg._course_records,  # type: ignore[attr-defined]
+        "records": config._course_records,  # type: ignore[attr-defined]
+        "collected": config._course_collected,  # type: ignore[attr-defined]
+        "complete": complete,
         "notes": sub.plan.notes if sub else [],
         "cells": sub.cell_report if sub else [],
         "events": sub.events if sub else [],
-        "output": sub.output() if sub else "",
+        "output": sub.output() if sub and complete else "",
         "worker_seconds": round(sub.used_s, 3) if sub else 0.0,
         # level and layers only: the notes name the grader's own paths, not for students
         "isolation": {k: sub.isolation[k] for k in ("level", "layers", "missing")
                       if k in sub.isolation} if sub else {},
-        "not_graded": getattr(cfg, "_course_not_graded", ""),
+        "not_graded": getattr(config, "_course_not_graded", ""),
         "finished": time.time(),
     }
     tmp = Path(f"{path}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # complete only when every selected test ran to its verdict: not after a GraderFault, an
+    # internal error, an interrupt or a collection error
+    complete = (not getattr(session.config, "_course_not_graded", "")
+                and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                   pytest.ExitCode.NO_TESTS_COLLECTED))
+    write_report(session.config, complete=complete)

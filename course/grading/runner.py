@@ -6,6 +6,12 @@ module turns the per-test records into a Gradescope ``results.json``, per-studen
 a class CSV and a printed table. Each result is written atomically as soon as its submission
 is done, so a run that is killed loses nothing already graded and a rerun grades the rest
 (a result is reused when the notebook and the hidden tests are unchanged).
+
+A result is a verdict on the student's code or nothing: when the grader crashes, is killed,
+runs past its wall-clock bound or meets a fault outside the submission, the submission is
+"not graded" (:class:`NotGraded`, a row in the table, no results.json, never a zero). The
+verdicts its tests had already reached are kept, signed, in ``partial.json``, and the next run
+runs only the tests still undecided.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import io
 import json
 import os
 import resource
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -35,7 +43,10 @@ from course.submissions import release_path
 
 RESULTS = "results.json"
 FEEDBACK = "feedback.md"
-GRADER_VERSION = "course-grader 2"  # 2: results are signed (integrity.sign)
+PARTIAL = "partial.json"  # verdicts reached by a run that did not finish
+#: 2: results are signed (integrity.sign); 3: a result is always a verdict (no 0/0 for a
+#: grader failure) and time limits charge CPU time
+GRADER_VERSION = "course-grader 3"
 #: Largest report.json / results.json the grader reads (they are a few hundred KiB at most).
 MAX_JSON_BYTES = 64 * 2**20
 #: Lines of notes in results.json and feedback.md (plan notes, failed cells, events); more
@@ -47,8 +58,14 @@ PLAIN_TEXT = {"output_format": "text", "test_output_format": "text", "test_name_
 
 
 class NotGraded(CourseError):
-    """The grader could not give a verdict (for instance the sandbox was too weak); nothing was
-    written for the submission, so a rerun grades it."""
+    """The grader could not give a verdict (the sandbox was too weak, the grader crashed, was
+    killed or ran out of time): no result was written, so a rerun grades the submission.
+    ``reason`` is the cause alone; ``decided`` how many tests did reach a verdict (kept)."""
+
+    def __init__(self, name: str, reason: str, decided: int = 0) -> None:
+        super().__init__(f"{name}: not graded: {reason}")
+        self.reason = reason
+        self.decided = decided
 
 
 @dataclass(frozen=True)
@@ -138,8 +155,21 @@ def grader_memory_bytes() -> int:
     return cap if hard == resource.RLIM_INFINITY else min(cap, hard)
 
 
-def run_hidden_tests(job: Job, settings: Settings, report: Path) -> tuple[int, str]:
-    """Run pytest on the hidden tests for one submission in a grader process."""
+#: The grader process's wall-clock bound: the budget charges the student's CPU time, so on a
+#: busy machine a submission may take several times its budget on the clock (and the grader
+#: computes its own references); past this bound the submission is not graded, not failed.
+GRADER_WALL_FACTOR = 6.0
+GRADER_WALL_SLACK_S = 600.0
+
+
+def grader_wall_limit(settings: Settings) -> float:
+    return GRADER_WALL_FACTOR * settings.budget_s + GRADER_WALL_SLACK_S
+
+
+def run_hidden_tests(job: Job, settings: Settings, report: Path,
+                     skip: tuple[str, ...] = ()) -> tuple[int | None, str]:
+    """Run pytest on the hidden tests for one submission in a grader process; the exit status
+    is None when the process ran past :func:`grader_wall_limit` (it was killed)."""
     root = repo_root()
     cmd = [
         sys.executable, "-m", "pytest", str(hidden_tests(job.assignment, root)),
@@ -151,26 +181,28 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path) -> tuple[int, s
         "--device", settings.device, "--budget", str(settings.budget_s),
         "--threads", str(settings.threads), "--report", str(report),
         *(["--allow-weak-isolation"] if settings.allow_weak_isolation else []),
+        *(["--skip", ",".join(skip)] if skip else []),
     ]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
     try:
         cap = grader_memory_bytes()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root,
-                              timeout=settings.budget_s + 120,
+                              timeout=grader_wall_limit(settings),
                               preexec_fn=functools.partial(resource.setrlimit, resource.RLIMIT_AS,
                                                            (cap, cap))
                               if settings.device == "cpu" else None)
-    except subprocess.TimeoutExpired:
-        return -1, "the grader process timed out"
+    except subprocess.TimeoutExpired as exc:
+        return None, _text(exc.stdout)[-2000:] + _text(exc.stderr)[-2000:]
     return proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+
+
+def _text(out: str | bytes | None) -> str:
+    return out.decode(errors="replace") if isinstance(out, bytes) else out or ""
 
 
 def build_results(job: Job, data: dict[str, Any], seconds: float, settings: Settings,
                   fingerprint: dict[str, str]) -> dict[str, Any]:
-    """Gradescope's results.json from the plugin's records. Raises :class:`NotGraded` when
-    the grader could not run the student's code safely (nothing may be recorded then)."""
-    if data.get("not_graded"):
-        raise NotGraded(f"{job.name}: not graded: {data['not_graded']}")
+    """Gradescope's results.json from the plugin's records (every hidden test decided)."""
     tests, cells = [], {}
     for n, rec in enumerate(data["records"], start=1):
         score = rec["max_score"] if rec["passed"] else 0.0
@@ -221,11 +253,11 @@ def build_results(job: Job, data: dict[str, Any], seconds: float, settings: Sett
     }
 
 
-def failed_results(job: Job, reason: str, fingerprint: dict[str, str], max_score: float) -> dict:
-    return {"score": 0.0, "max_score": max_score, "execution_time": 0.0,
-            "output": one_line(reason), **PLAIN_TEXT,
-            "visibility": "visible", "stdout_visibility": "hidden", "tests": [],
-            "extra_data": {"assignment": job.assignment, "submission": job.name, **fingerprint}}
+def not_graded_entry(job: Job, reason: str, decided: int = 0) -> dict[str, Any]:
+    """What :func:`grade_jobs` lists for a submission that got no verdict (never a zero)."""
+    return {"not_graded": one_line(reason), "decided": decided, "score": None,
+            "max_score": None, "execution_time": 0.0, "output": "", "tests": [],
+            "extra_data": {"assignment": job.assignment, "submission": job.name}}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -299,10 +331,12 @@ def grade_job(job: Job, out_dir: Path, settings: Settings,
                 write_text_atomic(dest / FEEDBACK, feedback_text(old))
             old["extra_data"]["reused"] = True
             return old
+    carried = {} if settings.force else reusable_partial(dest / PARTIAL, job, fingerprint)
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="course-grade-"))  # 0700: the grader's alone
     try:
-        code, log = run_hidden_tests(job, settings, tmp / "report.json")
+        code, log = run_hidden_tests(job, settings, tmp / "report.json",
+                                     skip=tuple(carried.get("records", {})))
         try:
             data = read_report(tmp / "report.json", tmp)
         except CourseError as exc:
@@ -310,19 +344,79 @@ def grade_job(job: Job, out_dir: Path, settings: Settings,
             raise CourseError(f"{job.name}: {exc}; no result was written") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if data is not None:
-        results = build_results(job, data, time.monotonic() - t0, settings, fingerprint)
-        output = data.get("output", "")
-    else:
-        reason = _first_error_line(log) or f"the grader failed (exit {code})"
-        results = failed_results(job, reason, fingerprint, 0.0)
-        output = log
+    records = dict(carried.get("records", {}))
+    records.update({r["test"]: r for r in (data or {}).get("records", [])})
+    collected = list((data or {}).get("collected") or carried.get("collected") or [])
+    reason = unfinished(code, log, data, collected, records, settings)
+    if reason:
+        manifest.verify(f"while grading {job.name}")  # a changed grader explains it best
+        if records:  # verdicts reached so far are kept for the next run
+            write_json_atomic(dest / PARTIAL, integrity.sign({
+                "kind": "partial", "grader": GRADER_VERSION, "assignment": job.assignment,
+                "submission": job.name,
+                "fingerprint": fingerprint, "collected": collected,
+                "records": list(records.values())}))
+        raise NotGraded(job.name, reason, decided=len(records))
+    assert data is not None
+    data = {**data, "records": [records[name] for name in collected]}
+    if carried:
+        data["events"] = [f"{len(carried['records'])} of {len(collected)} tests were decided "
+                          "by an earlier run that did not finish", *data.get("events", [])]
+    results = build_results(job, data, time.monotonic() - t0, settings, fingerprint)
     manifest.verify(f"while grading {job.name}")  # before any verdict is written
     integrity.sign(results)
-    write_text_atomic(dest / "worker-output.txt", output)
+    write_text_atomic(dest / "worker-output.txt", data.get("output", ""))
     write_text_atomic(dest / FEEDBACK, feedback_text(results))
     write_json_atomic(previous, results)  # last: its presence means "done"
+    (dest / PARTIAL).unlink(missing_ok=True)
     return results
+
+
+def unfinished(code: int | None, log: str, data: dict[str, Any] | None, collected: list[str],
+               records: dict[str, Any], settings: Settings) -> str:
+    """Why the grader process gave no verdict ("" when every hidden test was decided)."""
+    if data is not None and data.get("not_graded"):
+        return data["not_graded"]
+    where = f"after {len(records)} of {len(collected)} tests" if collected else "before any test"
+    if code is None:
+        return (f"the grader ran past its {grader_wall_limit(settings):.0f} s wall-clock bound "
+                f"{where} (an overloaded machine?)")
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ \
+            else str(-code)
+        return f"the grader process was killed by {name} {where}"
+    if data is None or not data.get("complete"):
+        why = _first_error_line(log) or f"exit status {code}"
+        return f"the grader process stopped {where} ({one_line(why, 200)})"
+    if not collected:
+        return "the hidden tests collected no test"
+    undecided = [name for name in collected if name not in records]
+    if undecided:
+        return f"{len(undecided)} hidden tests reached no verdict ({one_line(undecided[0], 80)}, ...)"
+    return ""
+
+
+def reusable_partial(path: Path, job: Job, fingerprint: dict[str, str]) -> dict[str, Any]:
+    """Verdicts an earlier, unfinished run reached for this very submission, tests and grader
+    (``{"records": {test: record}, "collected": [...]}``), or ``{}``."""
+    if not os.path.lexists(path):
+        return {}
+    try:
+        old = _load_json_file(path)
+    except CourseError as exc:
+        _note(f"{path} {exc}: ignored")
+        return {}
+    if not integrity.is_signed(old):
+        _note(f"{path} is not signed by this machine's grader: ignored")
+        return {}
+    if (old.get("kind"), old.get("assignment"), old.get("submission"),
+            old.get("fingerprint")) != ("partial", job.assignment, job.name, fingerprint):
+        return {}  # another submission, or the notebook, tests or grader changed since
+    collected, records = old.get("collected"), old.get("records")
+    if not isinstance(collected, list) or report_problem({"records": records}):
+        return {}
+    return {"collected": collected,
+            "records": {r["test"]: r for r in records if r["test"] in collected}}
 
 
 def _read_text(path: Path) -> str | None:
@@ -450,7 +544,9 @@ def _first_error_line(log: str) -> str:
 # -- many submissions ---------------------------------------------------------------------
 def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_parallel: int = 1,
                progress: bool = True) -> list[tuple[Job, dict[str, Any]]]:
-    """Grade ``jobs`` with up to ``jobs_in_parallel`` at once; results in the input order."""
+    """Grade ``jobs`` with up to ``jobs_in_parallel`` at once; results in the input order. A
+    submission that got no verdict is listed as :func:`not_graded_entry` (the run goes on);
+    an :class:`integrity.IntegrityError` or any other grader error stops the run."""
     names = [j.name for j in jobs]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -462,11 +558,22 @@ def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_paral
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="grading", unit="submission", file=sys.stderr)
+
+    def one(job: Job) -> dict[str, Any]:
+        try:
+            return grade_job(job, out_dir, settings)
+        except NotGraded as exc:
+            _note(str(exc))
+            return not_graded_entry(job, exc.reason, exc.decided)
+
     with ThreadPoolExecutor(max_workers=max(1, jobs_in_parallel)) as pool:
-        futures = {pool.submit(grade_job, job, out_dir, settings): i for i, job in enumerate(jobs)}
+        futures = {pool.submit(one, job): i for i, job in enumerate(jobs)}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
             if bar is not None:
+                missed = sum(1 for r in results.values() if r.get("not_graded"))
+                bar.set_postfix_str(f"graded {len(results) - missed}, not graded {missed}, "
+                                    f"remaining {len(jobs) - len(results)}", refresh=False)
                 bar.update(1)
     if bar is not None:
         bar.close()
@@ -474,25 +581,38 @@ def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_paral
 
 
 def write_class_csv(graded: list[tuple[Job, dict[str, Any]]], path: Path) -> None:
+    """One row per submission; a submission not graded has empty scores (never 0) and its
+    reason in the ``status`` column."""
     cells: list[str] = []
     for _, res in graded:
         for c in res.get("extra_data", {}).get("cells", {}):
             if c not in cells:
                 cells.append(c)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["submission", "assignment", "score", "max_score", *cells])
-        for job, res in graded:
-            per = res.get("extra_data", {}).get("cells", {})
-            w.writerow([job.name, job.assignment, res["score"], res["max_score"],
-                        *[per.get(c, {}).get("score", 0.0) for c in cells]])
+    rows = []
+    for job, res in graded:
+        if res.get("not_graded"):
+            rows.append([job.name, job.assignment, "", "", f"not graded: {res['not_graded']}",
+                         *["" for _ in cells]])
+            continue
+        per = res.get("extra_data", {}).get("cells", {})
+        rows.append([job.name, job.assignment, res["score"], res["max_score"], "graded",
+                     *[per.get(c, {}).get("score", 0.0) for c in cells]])
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(["submission", "assignment", "score", "max_score", "status", *cells])
+    w.writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def table(graded: list[tuple[Job, dict[str, Any]]]) -> str:
     """A plain-text grade table, one line per submission."""
     rows = [("submission", "assignment", "score", "tests passed", "time", "first problem")]
     for job, res in graded:
+        if res.get("not_graded"):
+            kept = f" ({res.get('decided', 0)} tests decided, kept)" if res.get("decided") else ""
+            rows.append((one_line(job.name, 40), one_line(job.assignment, 40), "NOT GRADED",
+                         "-", "-", one_line(f"{res['not_graded']}{kept}", 120)))
+            continue
         tests = res["tests"]
         passed = sum(t["status"] == "passed" for t in tests)
         first = next((t["output"] for t in tests if t["status"] != "passed"), "")
