@@ -359,10 +359,9 @@ def grade_job(job: Job, out_dir: Path, settings: Settings,
         raise NotGraded(job.name, reason, decided=len(records))
     assert data is not None
     data = {**data, "records": [records[name] for name in collected]}
-    if carried:
-        data["events"] = [f"{len(carried['records'])} of {len(collected)} tests were decided "
-                          "by an earlier run that did not finish", *data.get("events", [])]
     results = build_results(job, data, time.monotonic() - t0, settings, fingerprint)
+    if carried:  # for the instructor: how many verdicts an earlier, unfinished run reached
+        results["extra_data"]["decided_earlier"] = len(carried["records"])
     manifest.verify(f"while grading {job.name}")  # before any verdict is written
     integrity.sign(results)
     write_text_atomic(dest / "worker-output.txt", data.get("output", ""))
@@ -563,7 +562,10 @@ def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_paral
         try:
             return grade_job(job, out_dir, settings)
         except NotGraded as exc:
-            _note(str(exc))
+            if bar is not None:
+                bar.write(f"note: {exc}", file=sys.stderr)
+            else:
+                _note(str(exc))
             return not_graded_entry(job, exc.reason, exc.decided)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs_in_parallel)) as pool:
