@@ -138,19 +138,21 @@ def run(assignment: str, autograder_root: Path) -> dict:
     cannot give a verdict (sandbox too weak, its own files changed) nothing is written and the
     error propagates: Gradescope then reports a failed autograder run, which the instructor can
     rerun, instead of a zero."""
-    from course.grading import integrity, runner
+    from course.grading import runner
     from course.runtime import device
 
     results_path = autograder_root / "results" / "results.json"
     try:
         notebook = find_submission(autograder_root / "submission", assignment)
-        with tempfile.TemporaryDirectory(prefix="course-gradescope-") as tmp:
-            job = runner.Job("submission", notebook, assignment)
-            results = runner.grade_job(job, Path(tmp), runner.Settings(device=str(device())))
-    except (runner.NotGraded, integrity.IntegrityError):
-        raise
-    except CourseError as exc:  # the upload itself is wrong (no notebook, not a notebook)
+    except CourseError as exc:  # the upload itself is wrong (no notebook): its verdict
         results = {"score": 0.0, "output": str(exc), "tests": [], "visibility": "visible"}
+        runner.write_json_atomic(results_path, results)
+        return results
+    # from here on every error is the grader's (NotGraded, IntegrityError, a report it
+    # cannot read): it propagates and nothing is written, never a zero
+    with tempfile.TemporaryDirectory(prefix="course-gradescope-") as tmp:
+        job = runner.Job("submission", notebook, assignment)
+        results = runner.grade_job(job, Path(tmp), runner.Settings(device=str(device())))
     runner.write_json_atomic(results_path, results)
     return results
 

@@ -111,3 +111,22 @@ def test_run_autograder_without_a_sandbox_fails_the_run_instead_of_a_zero(autogr
     assert proc.returncode != 0
     assert "refusing to run student code" in proc.stderr
     assert not (autograder_root / "results" / "results.json").exists()
+
+
+@pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
+                    reason="MNIST is not staged: run `make data`")
+def test_a_grader_killed_on_gradescope_writes_no_zero(autograder_root):
+    """The grader process SIGKILLed half way (the OOM killer, say): the run fails with the
+    reason and writes no results.json, so Gradescope shows a failed run, never a zero."""
+    write_notebook(reference_submission(ASSIGNMENT), autograder_root / "submission" / "a.ipynb")
+    tests_dir = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(autograder_root), "COURSE_DATA": str(data_dir()),
+           "PYTEST_PLUGINS": "fault_plugin", "COURSE_FAULT_KILL_AFTER": "3",
+           "PYTHONPATH": os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH"))
+                                         if p)}
+    proc = subprocess.run(["bash", str(autograder_root / "source" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0, proc.stdout
+    assert "not graded" in proc.stderr and "killed by SIGKILL after 3 of" in proc.stderr, \
+        proc.stderr[-2000:]
+    assert not (autograder_root / "results" / "results.json").exists()

@@ -328,3 +328,91 @@ def test_expect_close_reports_counts_and_the_hint_never_the_reference() -> None:
     assert "0.123" not in message and "0.1235" not in message
     with pytest.raises(StudentFailure, match="has shape"):
         expect_close(torch.zeros(2), reference, "f(x)")
+
+
+KILLABLE = GOOD + """
+import os, signal, time
+
+def slow(seconds):
+    import ctypes
+    # name the process (PR_SET_NAME) so that the test sees from outside that the call began
+    ctypes.CDLL(None).prctl(15, b"in-slow", 0, 0, 0)
+    time.sleep(seconds)
+    return "done"
+
+def suicide():
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _in_call(worker) -> bool:
+    """Whether a process of ``worker`` runs KILLABLE's slow() (it renamed itself)."""
+    from course.grading import reaper
+
+    for pid in reaper.descendants(worker.proc.pid):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "in-slow":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_a_worker_killed_from_outside_gets_the_call_once_more(tmp_path, release):
+    """SIGKILL from outside the grader (the OOM killer, an administrator) is not the student's
+    doing the first time: the call runs again on a fresh worker and its value counts."""
+    import os
+    import signal
+    import threading
+    import time
+
+    sub = submission(tmp_path, release, KILLABLE)
+    try:
+        sub.start()
+        worker = sub.worker
+
+        def kill_once() -> None:
+            while not _in_call(worker):
+                time.sleep(0.02)
+            os.kill(worker.worker_pid, signal.SIGKILL)
+
+        threading.Thread(target=kill_once, daemon=True).start()
+        assert sub.call("slow", 2.0) == "done"
+        assert sub.starts == 2
+        assert any("run again on a fresh worker" in e for e in sub.events), sub.events
+    finally:
+        sub.close()
+
+
+def test_a_call_whose_worker_is_killed_twice_fails(tmp_path, release):
+    """Killed again on the fresh worker: that is a verdict (the submission can SIGKILL itself
+    where it has no PID namespace of its own), so grading always ends."""
+    import os
+    import signal
+    import threading
+    import time
+
+    sub = submission(tmp_path, release, KILLABLE)
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        while len(killed) < 2 and time.monotonic() < deadline:
+            worker = sub.worker
+            pid = worker.worker_pid if worker is not None else 0
+            if pid and pid not in killed and worker.proc is not None and _in_call(worker):
+                killed.append(pid)  # inside the call
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+
+    try:
+        sub.start()
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        with pytest.raises(StudentFailure, match=r"slow\(...\): the worker process died: killed"):
+            sub.call("slow", 5.0)
+        thread.join()
+        assert len(killed) == 2 and sub.starts == 2
+        assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
+    finally:
+        sub.close()

@@ -28,8 +28,9 @@ def available() -> bool:
     return (PROC / "self" / "stat").is_file()
 
 
-def _stat(pid: str) -> tuple[int, float] | None:
-    """(parent pid, CPU seconds of the process and its reaped children), or None if gone."""
+def _stat(pid: str) -> tuple[int, float, float] | None:
+    """(parent pid, CPU seconds of the process itself, of its reaped children), or None if
+    it is gone."""
     try:
         raw = (PROC / pid / "stat").read_bytes()
     except OSError:
@@ -38,13 +39,15 @@ def _stat(pid: str) -> tuple[int, float] | None:
     fields = raw[raw.rindex(b")") + 2:].split()
     # fields[0] is the state (field 3): ppid is field 4, utime..cstime are fields 14..17
     ppid = int(fields[1])
-    ticks = sum(int(f) for f in fields[11:15])
-    return ppid, ticks / _TICK
+    own = (int(fields[11]) + int(fields[12])) / _TICK
+    reaped = (int(fields[13]) + int(fields[14])) / _TICK
+    return ppid, own, reaped
 
 
 def tree_seconds(root: int) -> float | None:
-    """CPU seconds (user + system) used so far by ``root`` and every live descendant,
-    including children they have reaped. None where ``/proc`` is not there."""
+    """CPU seconds (user + system) used so far by every live descendant of ``root``,
+    including the children they and ``root`` have reaped, but not ``root``'s own time (the
+    worker's reaper polls: that is the grader's work). None where ``/proc`` is not there."""
     if root <= 0 or not available():
         return None
     parents: dict[int, list[int]] = {}
@@ -60,7 +63,7 @@ def tree_seconds(root: int) -> float | None:
         if got is not None:
             pid = int(name)
             parents.setdefault(got[0], []).append(pid)
-            cpu[pid] = got[1]
+            cpu[pid] = got[2] if pid == root else got[1] + got[2]
     if root not in cpu:
         return None
     total, todo, seen = 0.0, [root], set()
