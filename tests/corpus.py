@@ -40,12 +40,14 @@ DAEMON_MARK = "corpus-daemon-survivor"
 VICTIM = "victim_zeros"
 PWNED = "/tmp/corpus-grader-ran-student-code"
 PAIRWISE = {"test_pairwise_matches_brute_force", "test_pairwise_never_negative",
-            "test_pairwise_fast"}
-ASSIGN = {"test_assign_nearest", "test_assign_ties"}
+            "test_pairwise_fast", "test_pairwise_keeps_dtype", "test_pairwise_expanded_form"}
+ASSIGN = {"test_assign_nearest", "test_assign_ties", "test_assign_int64"}
 KMEANS = {"test_kmeans_outputs", "test_kmeans_inertia_never_increases",
           "test_kmeans_matches_sklearn", "test_kmeans_nmi",
-          "test_kmeans_stops_early_and_is_deterministic", "test_kmeans_fast"}
-PCA = {"test_pca_matches_sklearn", "test_pca_on_mnist", "test_pca_ratio_sane"}
+          "test_kmeans_stops_early_and_is_deterministic", "test_kmeans_fast",
+          "test_kmeans_history_describes_the_result", "test_kmeans_runs_n_iters_until_converged"}
+PCA = {"test_pca_matches_sklearn", "test_pca_on_mnist", "test_pca_ratio_sane",
+       "test_pca_ratio_matches_sklearn", "test_pca_keeps_dtype"}
 TIMED = {"test_pairwise_fast", "test_kmeans_fast"}
 TRAIN_CLF = {"test_train_classifier_returns_a_linear_model",
              "test_train_classifier_blobs_accuracy", "test_train_classifier_loss_falls",
@@ -1103,7 +1105,7 @@ def cases() -> list[Case]:
         Case("wrong_dtype", "broken",
              _replace(reference, assign_clusters="def assign_clusters(X, C):\n"
                       "    return pairwise_sq_dists(X, C).argmin(1).to(torch.int32)\n"),
-             fail=ASSIGN, message="dtype"),
+             fail={"test_assign_int64"}, message="dtype"),
         Case("nan_results", "broken",
              _replace(reference, pairwise_sq_dists="def pairwise_sq_dists(X, C):\n"
                       "    return X.new_full((len(X), len(C)), float('nan'))\n"),

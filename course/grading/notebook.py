@@ -15,6 +15,7 @@ Known cells run in the release's order, so a reordered notebook is graded like t
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,17 @@ class SubmissionError(CourseError):
     """The submission cannot be graded at all (not a notebook)."""
 
 
+def to_python(source: str) -> str:
+    """Translate IPython syntax (``%magic``, ``!cmd``) into plain Python calls."""
+    if "%" not in source and "!" not in source:
+        return source
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # pragma: no cover - IPython ships with ipykernel
+        return source
+    return TransformerManager().transform_cell(source)
+
+
 @dataclass
 class Plan:
     """The cells to run, in order, and notes for the student about what was changed."""
@@ -36,6 +48,30 @@ class Plan:
     cells: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+
+    def names_used(self, function: str) -> set[str] | None:
+        """Every name and attribute the notebook's ``def function`` mentions (``torch.cdist``
+        gives ``torch`` and ``cdist``), read from its source in the grader (never run);
+        None when no cell defines it or its cell does not parse. For checks of the form
+        "does not call X", where X's result cannot be told apart from the intended code's."""
+        for cell in reversed(self.cells):  # the last definition is the one that counts
+            try:
+                tree = ast.parse(to_python(cell["source"]))
+            except (SyntaxError, ValueError):
+                continue
+            defs = [n for n in ast.walk(tree)
+                    if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == function]
+            if defs:
+                names: set[str] = set()
+                for node in ast.walk(defs[-1]):
+                    if isinstance(node, ast.Name):
+                        names.add(node.id)
+                    elif isinstance(node, ast.Attribute):
+                        names.add(node.attr)
+                    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                        names.add(node.value)  # getattr(torch, "cdist")
+                return names
+        return None
 
 
 def source_of(cell: dict[str, Any]) -> str:

@@ -193,6 +193,17 @@ class Submission:
                "device": device or self.device}
         return self._request(what, msg, timeout)
 
+    def call_echo(self, target: str, *args: Any, timeout: float | None = None,
+                  **kwargs: Any) -> tuple[Any, tuple]:
+        """Call ``target`` and also get back its positional arguments as the call left them:
+        ``value, args_after = submission.call_echo("f", X, C)`` (was an argument modified?)."""
+        msg = {"op": "call", "target": target, "args": args, "kwargs": kwargs,
+               "device": self.device, "echo_args": True}
+        value = self._request(f"{_label(target)}(...)", msg, timeout).value
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], tuple)):
+            raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
+        return value[0], value[1]
+
     def call(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
              device: str | None = None, **kwargs: Any) -> Any:
         return self.call_info(target, *args, timeout=timeout, device=device, **kwargs).value

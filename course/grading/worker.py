@@ -8,7 +8,8 @@ kernel would), then answers requests until told to exit:
 
 - ``call``: call a function or class defined by the notebook (or a method of a remote object)
   with tensors moved to the requested device; the result comes back as data, or as a remote
-  handle when it is not data (a model);
+  handle when it is not data (a model); with ``echo_args`` also the positional arguments
+  as the call left them;
 - ``getattr``: read an attribute of a remote object;
 - ``names``: the public names the notebook defined.
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from course.grading import plaintext, protocol
+from course.grading.notebook import to_python as _to_python
 
 CELL_PREFIX = "<cell "
 #: Longest message, exception type name and "where" ("cell <id>, line <n>") of an error reply,
@@ -49,17 +51,6 @@ class _Magics:
         return None
 
     getoutput = system
-
-
-def _to_python(source: str) -> str:
-    """Translate IPython syntax (``%magic``, ``!cmd``) into plain Python calls."""
-    if "%" not in source and "!" not in source:
-        return source
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:  # pragma: no cover - IPython ships with ipykernel
-        return source
-    return TransformerManager().transform_cell(source)
 
 
 def _short(exc: BaseException) -> str:
@@ -195,7 +186,10 @@ class Worker:
             fn = getattr(fn, msg["method"])
         args = self.decode(msg.get("args", ()), device)
         kwargs = self.decode(msg.get("kwargs", {}), device)
-        return self.value_reply(fn(*args, **kwargs))
+        out = fn(*args, **kwargs)
+        if msg.get("echo_args"):  # the arguments as the call left them (was one modified?)
+            return self.value_reply((out, tuple(args)))
+        return self.value_reply(out)
 
     def getattr(self, msg: dict) -> dict:
         obj = self.target(msg["target"])

@@ -1,0 +1,20 @@
+import torch
+
+
+def kmeans(X, k, n_iters=20, seed=0):
+    """Right Lloyd steps, but the start comes from the global generator (torch.manual_seed),
+    not from torch.randperm(N, generator=g) with g seeded: other starting centres."""
+    torch.manual_seed(seed)
+    idx = torch.randperm(X.shape[0])[k:2 * k].to(X.device)
+    C = X[idx].clone()
+    labels = pairwise_sq_dists(X, C).argmin(1)  # noqa: F821
+    history = []
+    for _ in range(n_iters):
+        C = update_centroids(X, labels, C)  # noqa: F821
+        min_d, new_labels = pairwise_sq_dists(X, C).min(1)  # noqa: F821
+        history.append(min_d.sum().item())
+        if torch.equal(new_labels, labels):
+            labels = new_labels
+            break
+        labels = new_labels
+    return C, labels, history
