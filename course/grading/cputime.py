@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from course.grading.reaper import descendants
+
 PROC = Path("/proc")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -50,30 +52,14 @@ def tree_seconds(root: int) -> float | None:
     worker's reaper polls: that is the grader's work). None where ``/proc`` is not there."""
     if root <= 0 or not available():
         return None
-    parents: dict[int, list[int]] = {}
-    cpu: dict[int, float] = {}
-    try:
-        names = os.listdir(PROC)
-    except OSError:
+    own = _stat(str(root))
+    if own is None:
         return None
-    for name in names:
-        if not name.isdigit():
-            continue
-        got = _stat(name)
-        if got is not None:
-            pid = int(name)
-            parents.setdefault(got[0], []).append(pid)
-            cpu[pid] = got[2] if pid == root else got[1] + got[2]
-    if root not in cpu:
-        return None
-    total, todo, seen = 0.0, [root], set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += cpu.get(pid, 0.0)
-        todo.extend(parents.get(pid, ()))
+    total = own[2]
+    for pid in descendants(root):
+        got = _stat(str(pid))
+        if got is not None:  # gone meanwhile: its time is in its parent's reaped share
+            total += got[1] + got[2]
     return total
 
 
