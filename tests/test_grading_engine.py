@@ -416,3 +416,70 @@ def test_a_call_whose_worker_is_killed_twice_fails(tmp_path, release):
         assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
     finally:
         sub.close()
+
+
+# -- stand-ins: a test of one function judged with the grader's reference for another ------
+CALLER = cell(
+    "def helper(x):\n    return x * 100\n\n"
+    "def uses_helper(x, k=1):\n    return helper(x) + k\n\n"
+    "def helper_twice(x):\n    return helper(helper(x))\n\n"
+    "def rogue_callback():\n"
+    "    import gc\n    from course.grading import protocol\n"
+    "    w = [o for o in gc.get_objects() if type(o).__name__ == 'Worker'][0]\n"
+    "    protocol.write_frame(w.fd_out, {'op': 'callback', 'name': 'helper', 'args': (1,),\n"
+    "                                    'kwargs': {}})\n"
+    "    return protocol.read_frame(w.fd_in)\n", "caller")
+
+
+def test_a_stand_in_answers_for_the_notebooks_function_during_one_call(tmp_path, release):
+    sub = submission(tmp_path, release, GOOD, CALLER)
+    seen: list[torch.Tensor] = []
+
+    def reference(x):
+        seen.append(x)
+        return x * 2
+
+    try:
+        t = torch.arange(3.0)
+        assert torch.equal(sub.call("uses_helper", t), t * 100 + 1)
+        assert torch.equal(sub.call("uses_helper", t, k=5, stand_in={"helper": reference}),
+                           t * 2 + 5)
+        assert torch.equal(sub.call("helper_twice", t, stand_in={"helper": reference}), t * 4)
+        assert len(seen) == 3 and torch.equal(seen[0], t)
+        # only during that call: the notebook's own function is back afterwards
+        assert torch.equal(sub.call("uses_helper", t), t * 100 + 1)
+        assert torch.equal(sub.call("helper", t), t * 100)
+        # a reference that cannot take the student's arguments is an error in the student's call
+        with pytest.raises(StudentFailure, match="grader's reference.*could not use"):
+            sub.call("uses_helper", t, stand_in={"helper": lambda x: x @ torch.ones(7)})
+        assert sub.starts == 1
+    finally:
+        sub.close()
+
+
+def test_a_callback_the_grader_did_not_offer_breaks_the_protocol(tmp_path, release):
+    """Student code that writes a callback frame itself (it can find the pipes) outside a call
+    with stand-ins gets no reference answer: the worker is stopped, the call fails."""
+    sub = submission(tmp_path, release, GOOD, CALLER)
+    try:
+        with pytest.raises(StudentFailure, match="broke the protocol.*did not offer"):
+            sub.call("rogue_callback")
+        with pytest.raises(StudentFailure, match="broke the protocol.*did not offer"):
+            sub.call("rogue_callback", stand_in={"other": lambda x: x})
+        assert torch.equal(sub.call("double", torch.ones(1)), torch.tensor([2.0]))
+    finally:
+        sub.close()
+
+
+def test_call_grad_differentiates_through_the_students_function(tmp_path, release):
+    body = GOOD + ("\ndef sq(t):\n    return (t * t).sum()\n\n"
+                   "def sq_numpy(t):\n    return torch.tensor(float((t.detach().numpy() ** 2).sum()))\n")
+    sub = submission(tmp_path, release, body)
+    try:
+        t = torch.tensor([1.0, -2.0, 3.0])
+        value, grad = sub.call_grad("sq", t)
+        assert float(value) == 14.0 and torch.equal(grad, 2 * t)
+        value, grad = sub.call_grad("sq_numpy", t)  # right value, no graph: no gradient
+        assert float(value) == 14.0 and grad is None
+    finally:
+        sub.close()

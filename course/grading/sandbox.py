@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,6 +325,27 @@ class _OutputTail:
                 + bytes(self.tail).decode(errors="replace"))
 
 
+def answer_callback(frame: dict, callbacks: dict[str, Callable[..., Any]] | None) -> dict:
+    """The grader's answer to a worker's ``callback`` frame: the named reference function
+    called on the frame's arguments (data, checked like any reply), as an ``ok`` frame, or a
+    one-line refusal the worker raises in the student's code."""
+    name = frame.get("name")
+    if not callbacks or not isinstance(name, str) or name not in callbacks:
+        raise protocol.ProtocolError(f"asked the grader for a callback it did not offer: "
+                                     f"{str(name)[:40]!r}")
+    args = protocol.decode_reply_value(frame.get("args", ()))
+    kwargs = protocol.decode_reply_value(frame.get("kwargs", {}))
+    if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+        raise protocol.ProtocolError("a callback frame without arguments")
+    try:
+        value = callbacks[name](*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - the student's arguments did not fit
+        return {"ok": False, "message": f"{name}(...) (the grader's reference, standing in for "
+                f"yours in this test) could not use these arguments: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"}
+    return {"ok": True, "value": protocol.encode(value)}
+
+
 @dataclass
 class WorkerProcess:
     """One worker: ``start()``, then ``request()`` as often as needed, then ``close()``."""
@@ -453,7 +475,8 @@ class WorkerProcess:
         """The loose wall-clock bound of a request whose charged time is limited to ``timeout``."""
         return self.limits.wall_factor * timeout + self.limits.wall_slack_s
 
-    def request(self, message: dict, timeout: float) -> Any:
+    def request(self, message: dict, timeout: float,
+                callbacks: dict[str, Callable[..., Any]] | None = None) -> Any:
         """Send one request and return the worker's reply (a dict of data).
 
         ``timeout`` limits the time the request is *charged*: ``min(wall, CPU time of the
@@ -461,7 +484,11 @@ class WorkerProcess:
         work slows the request without costing the student. The wall clock only bounds it at
         :meth:`wall_limit`; reaching that while the code computes on a busy machine raises
         :class:`MachineOverloaded` (no verdict), while waiting on its own (``sleep``, a lock)
-        is a :class:`WorkerTimeout` with ``waiting`` set. ``self.charged_s`` is set either way."""
+        is a :class:`WorkerTimeout` with ``waiting`` set. ``self.charged_s`` is set either way.
+
+        ``callbacks`` answers the worker's ``callback`` frames (the names the message forwards,
+        see :mod:`course.grading.worker`) with the grader's own functions, until the reply
+        comes; a callback frame the request did not ask for breaks the protocol."""
         if self.proc is None:
             raise WorkerCrashed("worker not started")
         start = time.monotonic()
@@ -472,9 +499,13 @@ class WorkerProcess:
         self._pause(False)
         try:
             protocol.write_frame(self._to_worker, protocol.encode(message))
-            self._await_reply(timeout, start, outer, cpu0)
-            reply = protocol.read_frame(self._from_worker, outer,
-                                        max_size=self.limits.reply_mb * 2**20)
+            while True:
+                self._await_reply(timeout, start, outer, cpu0)
+                reply = protocol.read_frame(self._from_worker, outer,
+                                            max_size=self.limits.reply_mb * 2**20)
+                if not (isinstance(reply, dict) and reply.get("op") == "callback"):
+                    break
+                protocol.write_frame(self._to_worker, answer_callback(reply, callbacks))
             self.charged_s = self._charged(start, cpu0)
             self._sweep()
             self._pause(True)

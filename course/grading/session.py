@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from course.grading import protocol
@@ -123,10 +124,11 @@ class Submission:
         self.cell_report = list(reply.get("value") or [])
         return worker
 
-    def _charge(self, worker: WorkerProcess, message: dict, limit: float) -> Any:
+    def _charge(self, worker: WorkerProcess, message: dict, limit: float,
+                callbacks: dict[str, Callable[..., Any]] | None = None) -> Any:
         """One request; what it was charged (not the wall time) comes off the budget."""
         try:
-            return worker.request(message, limit)
+            return worker.request(message, limit, callbacks)
         finally:
             self.used_s += worker.charged_s
 
@@ -154,11 +156,14 @@ class Submission:
 
     # -- requests ------------------------------------------------------------------------
     def _request(self, what: str, message: dict, timeout: float | None,
-                 retried: bool = False) -> Reply:
+                 retried: bool = False,
+                 stand_in: dict[str, Callable[..., Any]] | None = None) -> Reply:
         worker = self._ensure_worker()
         limit = min(timeout or self.budget.call_s, max(self._left(), 0.001))
+        if stand_in:
+            message = {**message, "forward": sorted(stand_in)}
         try:
-            reply = self._charge(worker, message, limit)
+            reply = self._charge(worker, message, limit, stand_in)
         except WorkerTimeout as exc:
             if exc.waiting:
                 self.events.append(f"{what}: waited {self.worker_wall(limit)} s, computing little")
@@ -173,7 +178,7 @@ class Submission:
                 # once may be the machine, so the call runs again on a fresh worker; twice is
                 # the submission's doing (os.kill of itself)
                 self.events.append(f"{what}: {exc}; run again on a fresh worker")
-                return self._request(what, message, timeout, retried=True)
+                return self._request(what, message, timeout, retried=True, stand_in=stand_in)
             self.events.append(f"{what}: {exc}")
             raise StudentFailure(f"{what}: {exc}") from None
         seconds = worker.charged_s
@@ -185,13 +190,17 @@ class Submission:
         return Reply(protocol.decode_reply_value(reply.get("value")), list(devices), seconds)
 
     def call_info(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
-                  device: str | None = None, **kwargs: Any) -> Reply:
+                  device: str | None = None,
+                  stand_in: dict[str, Callable[..., Any]] | None = None, **kwargs: Any) -> Reply:
         """Call ``target`` in the worker: a name the notebook defines, a Remote, or a Ref to a
-        torch name (e.g. ``Ref("torch.manual_seed")``)."""
+        torch name (e.g. ``Ref("torch.manual_seed")``). ``stand_in`` maps names the notebook
+        defines to the grader's own functions: while this call runs, the student's code that
+        calls those names gets the grader's answers (their arguments and results travel as
+        data), so the call is judged on its own work only."""
         what = f"{_label(target)}(...)"
         msg = {"op": "call", "target": target, "args": args, "kwargs": kwargs,
                "device": device or self.device}
-        return self._request(what, msg, timeout)
+        return self._request(what, msg, timeout, stand_in=stand_in)
 
     def call_echo(self, target: str, *args: Any, timeout: float | None = None,
                   **kwargs: Any) -> tuple[Any, tuple]:
@@ -204,9 +213,24 @@ class Submission:
             raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
         return value[0], value[1]
 
+    def call_grad(self, target: str, *args: Any, wrt: int = 0,
+                  timeout: float | None = None) -> tuple[Any, Any]:
+        """Call ``target`` with autograd on, the argument ``args[wrt]`` (a tensor) requiring
+        grad: ``value, grad = submission.call_grad("loss", theta, X, y)``, where ``grad`` is
+        d sum(value) / d args[wrt] by the worker's autograd, None when the result is not
+        differentiable (not a tensor, or not built from that argument by torch operations)."""
+        msg = {"op": "call", "target": target, "args": args, "kwargs": {},
+               "device": self.device, "grad_wrt": int(wrt)}
+        value = self._request(f"{_label(target)}(...)", msg, timeout).value
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
+        return value[0], value[1]
+
     def call(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
-             device: str | None = None, **kwargs: Any) -> Any:
-        return self.call_info(target, *args, timeout=timeout, device=device, **kwargs).value
+             device: str | None = None,
+             stand_in: dict[str, Callable[..., Any]] | None = None, **kwargs: Any) -> Any:
+        return self.call_info(target, *args, timeout=timeout, device=device, stand_in=stand_in,
+                              **kwargs).value
 
     def method(self, obj: Remote, name: str, *args: Any, timeout: float | None = None,
                device: str | None = None, **kwargs: Any) -> Any:

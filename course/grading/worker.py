@@ -9,7 +9,11 @@ kernel would), then answers requests until told to exit:
 - ``call``: call a function or class defined by the notebook (or a method of a remote object)
   with tensors moved to the requested device; the result comes back as data, or as a remote
   handle when it is not data (a model); with ``echo_args`` also the positional arguments
-  as the call left them;
+  as the call left them; with ``forward`` (names the notebook defines) those names call the
+  grader's own reference for the length of the call (a ``callback`` frame out, its answer in),
+  so a test of one function is not charged for a mistake in another that it calls; with
+  ``grad_wrt`` (an argument's index) the result and autograd's gradient of its sum with
+  respect to that argument;
 - ``getattr``: read an attribute of a remote object;
 - ``names``: the public names the notebook defined.
 
@@ -18,6 +22,7 @@ Everything it sends is plain data (see :mod:`course.grading.protocol`); the grad
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import traceback
 from collections import OrderedDict
@@ -88,11 +93,17 @@ def error_reply(exc: BaseException, kind: str = "exception") -> dict:
     }
 
 
+#: Most calls of forwarded names one request may make (each is a round trip to the grader).
+MAX_FORWARDED_CALLS = 100_000
+
+
 class Worker:
-    def __init__(self) -> None:
+    def __init__(self, fd_in: int = -1, fd_out: int = -1) -> None:
         self.ns: dict[str, Any] = {"__name__": "__main__", "get_ipython": _Magics}
         self.handles: dict[int, Any] = {}
         self.next_handle = 1
+        self.fd_in, self.fd_out = fd_in, fd_out
+        self.forwarded_calls = 0
 
     # -- values in and out -------------------------------------------------------------
     def decode(self, obj: Any, device: torch.device) -> Any:
@@ -186,10 +197,46 @@ class Worker:
             fn = getattr(fn, msg["method"])
         args = self.decode(msg.get("args", ()), device)
         kwargs = self.decode(msg.get("kwargs", {}), device)
-        out = fn(*args, **kwargs)
+        wrt = msg.get("grad_wrt")
+        if wrt is not None:  # autograd through the call, from this argument (a tensor)
+            args = list(args)
+            args[int(wrt)] = args[int(wrt)].detach().clone().requires_grad_(True)
+        forward = [str(n) for n in msg.get("forward") or ()]
+        saved = {n: self.ns[n] for n in forward if n in self.ns}
+        self.forwarded_calls = 0
+        try:
+            self.ns.update({n: self._forwarder(n, device) for n in forward})
+            with torch.enable_grad() if wrt is not None else contextlib.nullcontext():
+                out = fn(*args, **kwargs)
+                if wrt is not None:
+                    return self.value_reply((out, _grad_of(out, args[int(wrt)])))
+        finally:
+            for n in forward:
+                self.ns.pop(n, None)
+            self.ns.update(saved)
         if msg.get("echo_args"):  # the arguments as the call left them (was one modified?)
             return self.value_reply((out, tuple(args)))
         return self.value_reply(out)
+
+    def _forwarder(self, name: str, device: torch.device) -> Any:
+        """A stand-in for the notebook's ``name`` that asks the grader for its answer."""
+        def forwarded(*args: Any, **kwargs: Any) -> Any:
+            self.forwarded_calls += 1
+            if self.forwarded_calls > MAX_FORWARDED_CALLS:
+                raise RuntimeError(f"{name} was called more than {MAX_FORWARDED_CALLS:,} times "
+                                   "in one call")
+            devices: list[str] = []
+            frame = {"op": "callback", "name": name, "args": self.encode(args, devices),
+                     "kwargs": self.encode(kwargs, devices)}
+            protocol.write_frame(self.fd_out, frame)
+            answer = protocol.read_frame(self.fd_in)
+            if not (isinstance(answer, dict) and answer.get("ok")):
+                message = answer.get("message") if isinstance(answer, dict) else None
+                raise RuntimeError(str(message or f"the grader could not answer {name}(...)"))
+            where = torch.device(devices[0]) if devices else device
+            return self.decode(answer.get("value"), where)
+        forwarded.__name__ = forwarded.__qualname__ = name
+        return forwarded
 
     def getattr(self, msg: dict) -> dict:
         obj = self.target(msg["target"])
@@ -222,6 +269,14 @@ class Worker:
             return error_reply(exc)
 
 
+def _grad_of(out: Any, wrt: torch.Tensor) -> torch.Tensor | None:
+    """d sum(out) / d wrt by autograd; None when ``out`` is no tensor on a graph from it."""
+    if not (isinstance(out, torch.Tensor) and out.requires_grad and out.is_floating_point()):
+        return None
+    (grad,) = torch.autograd.grad(out.sum(), wrt, allow_unused=True)
+    return grad
+
+
 def _strip_ok(err: dict) -> dict:
     return {k: v for k, v in err.items() if k != "ok"}
 
@@ -244,7 +299,7 @@ def serve(fd_in: int, fd_out: int, confinement: dict | None = None) -> None:
     until told to exit."""
     protocol.write_frame(fd_out, {"ok": True, "op": "hello", "value": confinement or {},
                                   "devices": []})
-    worker = Worker()
+    worker = Worker(fd_in, fd_out)
     while True:
         try:
             msg = protocol.read_frame(fd_in)
