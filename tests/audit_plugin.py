@@ -67,10 +67,10 @@ def _recording_expect_close(original):
 
 def _recording_request(original):
     @functools.wraps(original)
-    def _request(self, what, message, timeout):
+    def _request(self, what, message, timeout, *args, **kwargs):
         _collect([message.get("args", ()), message.get("kwargs", {})], RECORDED["inputs"],
                  MAX_INPUT)
-        return original(self, what, message, timeout)
+        return original(self, what, message, timeout, *args, **kwargs)
     return _request
 
 

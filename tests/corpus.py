@@ -54,7 +54,9 @@ TRAIN_CLF = {"test_train_classifier_returns_a_linear_model",
              "test_train_classifier_moons_accuracy",
              "test_train_classifier_follows_the_sgd_recipe",
              "test_train_classifier_acc_log_is_test_accuracy_before_each_update"}
-CIRCLE = {"test_circle_features_shape", "test_circle_features_separate_the_circles"}
+CIRCLE = {"test_circle_features_shape_dtype_and_device",
+          "test_circle_features_each_point_by_a_fixed_formula",
+          "test_circle_features_separate_the_circles"}
 TRAIN_AE = {"test_train_returns_step_losses", "test_train_loss_halves",
             "test_train_reconstructs_heldout_images", "test_train_latent_accuracy"}
 AFTER_TRAIN_AE = {"test_linear_autoencoder_layout", "test_linear_autoencoder_forward",

@@ -24,7 +24,7 @@ from course.submissions import release_path
 
 ROOT = repo_root()
 #: Assignments whose contract table is still to write (issue 13 is done when this is empty).
-PENDING = {"02_gradient_descent", "03_autoencoder", "04_contrastive"}
+PENDING = {"03_autoencoder", "04_contrastive"}
 HEADERS = re.compile(r"\b(Args|Arguments|Returns|Rules|Raises|Example|Examples|Note):")
 
 
@@ -84,6 +84,8 @@ def test_the_quoted_clauses_cover_every_docstring(assignment):
         for c in (c for c in clauses if c["function"] == name):
             text = norm(c["text"])
             at = doc.find(text)
+            while at >= 0 and all(covered[at:at + len(text)]):  # a phrase said twice: the
+                at = doc.find(text, at + 1)                     # next occurrence not quoted yet
             assert at >= 0, f"{name}: clause not in the docstring (edited?): {text!r}"
             covered[at:at + len(text)] = [True] * len(text)
         header_free = list(covered)

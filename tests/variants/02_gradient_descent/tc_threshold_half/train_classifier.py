@@ -1,0 +1,16 @@
+def train_classifier(x_train, y_train, x_test, y_test, lr=0.1, max_epoch=100):
+    """Thresholds the logits at 0.5 (as if they were probabilities) for the accuracy."""
+    model = nn.Linear(2, 1).to(x_train.device)
+    loss_fn = nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_log, acc_log = [], []
+    for _ in range(max_epoch):
+        with torch.no_grad():
+            predicted = (model(x_test) > 0.5).float()
+            acc_log.append((predicted == y_test).float().mean().item())
+        optimizer.zero_grad()
+        loss = loss_fn(model(x_train), y_train)
+        loss.backward()
+        optimizer.step()
+        loss_log.append(loss.item())
+    return model, loss_log, acc_log
