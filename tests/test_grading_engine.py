@@ -483,3 +483,35 @@ def test_call_grad_differentiates_through_the_students_function(tmp_path, releas
         assert float(value) == 14.0 and grad is None
     finally:
         sub.close()
+
+
+def test_the_grader_can_drive_a_training_step_in_the_worker(tmp_path, release):
+    """call_remote keeps results (even a loss tensor on its graph) in the worker, so the
+    grader can run its own training loop on a student's model there; drop frees them."""
+    sub = submission(tmp_path, release, GOOD)
+    try:
+        net = sub.call("Net", 4)
+        state = sub.method(net, "state_dict")
+        x = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+        target = torch.zeros(8, 3)
+        params = sub.method(net, "parameters")
+        opt = sub.call(protocol.Ref("torch.optim.SGD"), params, lr=0.5)
+        out = sub.call_remote(net, x)
+        assert isinstance(out, protocol.Remote) and out.type == "Tensor"
+        loss = sub.call_remote(protocol.Ref("torch.nn.functional.mse_loss"), out, target)
+        sub.method(opt, "zero_grad")
+        sub.method(loss, "backward")
+        sub.method(opt, "step")
+        assert isinstance(sub.method(loss, "item"), float)
+        sub.drop(out, loss)
+        with pytest.raises(StudentFailure):
+            sub.method(loss, "item")  # forgotten
+        # the same step here, from the same weights
+        lin = torch.nn.Linear(4, 3)
+        lin.load_state_dict({k.removeprefix("lin."): v for k, v in state.items()})
+        torch.nn.functional.mse_loss(lin(x), target).backward()
+        with torch.no_grad():
+            want = lin.weight - 0.5 * lin.weight.grad
+        assert torch.allclose(sub.method(net, "state_dict")["lin.weight"], want, atol=1e-6)
+    finally:
+        sub.close()

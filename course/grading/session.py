@@ -226,6 +226,26 @@ class Submission:
             raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
         return value[0], value[1]
 
+    def call_remote(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
+                    method: str = "", **kwargs: Any) -> Remote:
+        """Call ``target`` (or its ``method``) and leave the result in the worker: a handle to
+        it, even for a tensor (a loss to call ``backward`` on). Drop it with :meth:`drop`."""
+        msg = {"op": "call", "target": target, "args": args, "kwargs": kwargs,
+               "device": self.device, "keep": True}
+        if method:
+            msg["method"] = method
+        value = self._request(f"{_label(target)}{'.' + method if method else ''}(...)", msg,
+                              timeout).value
+        if not isinstance(value, Remote):
+            raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
+        return value
+
+    def drop(self, *objs: Remote) -> None:
+        """Let the worker forget these handles (and free what they hold)."""
+        ids = [o.id for o in objs if isinstance(o, Remote)]
+        if ids and self.worker is not None and self.worker.alive():
+            self._request("dropping handles", {"op": "drop", "ids": ids}, 30)
+
     def call(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
              device: str | None = None,
              stand_in: dict[str, Callable[..., Any]] | None = None, **kwargs: Any) -> Any:

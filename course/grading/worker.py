@@ -13,7 +13,8 @@ kernel would), then answers requests until told to exit:
   grader's own reference for the length of the call (a ``callback`` frame out, its answer in),
   so a test of one function is not charged for a mistake in another that it calls; with
   ``grad_wrt`` (an argument's index) the result and autograd's gradient of its sum with
-  respect to that argument;
+  respect to that argument; with ``keep`` the result as a handle even when it is data (a
+  tensor that must stay here, on its autograd graph);
 - ``getattr``: read an attribute of a remote object;
 - ``names``: the public names the notebook defined.
 
@@ -148,10 +149,7 @@ class Worker:
         if isinstance(obj, dict) and all(isinstance(k, (str, int)) for k in obj):
             cls = OrderedDict if isinstance(obj, OrderedDict) else dict
             return cls((k, self.encode(v, devices)) for k, v in obj.items())
-        handle = self.next_handle
-        self.next_handle += 1
-        self.handles[handle] = obj
-        return {"__remote__": handle, "type": type(obj).__name__}
+        return self.keep(obj)
 
     def value_reply(self, value: Any) -> dict:
         devices: list[str] = []
@@ -216,7 +214,15 @@ class Worker:
             self.ns.update(saved)
         if msg.get("echo_args"):  # the arguments as the call left them (was one modified?)
             return self.value_reply((out, tuple(args)))
+        if msg.get("keep"):  # the result stays here, even a tensor: a handle goes back
+            return {"ok": True, "value": self.keep(out), "devices": []}
         return self.value_reply(out)
+
+    def keep(self, obj: Any) -> dict:
+        handle = self.next_handle
+        self.next_handle += 1
+        self.handles[handle] = obj
+        return {"__remote__": handle, "type": type(obj).__name__}
 
     def _forwarder(self, name: str, device: torch.device) -> Any:
         """A stand-in for the notebook's ``name`` that asks the grader for its answer."""
