@@ -515,3 +515,26 @@ def test_the_grader_can_drive_a_training_step_in_the_worker(tmp_path, release):
         assert torch.allclose(sub.method(net, "state_dict")["lin.weight"], want, atol=1e-6)
     finally:
         sub.close()
+
+
+def test_a_differentiable_stand_in_passes_its_gradients_back(tmp_path, release):
+    """A loss standing in for the notebook's keeps the student's backward() working: its
+    answer carries d loss / d each tensor argument, tied to the argument's graph."""
+    from course.grading.sandbox import differentiable
+
+    body = GOOD + ("\ndef helper_loss(z, w):\n    return (z * 100).sum()\n\n"
+                   "def grads_through(z, w):\n    z = z.clone().requires_grad_(True)\n"
+                   "    loss = 3 * helper_loss(z * 2, w)\n    loss.backward()\n"
+                   "    return loss.detach(), z.grad\n")
+    sub = submission(tmp_path, release, body)
+    try:
+        z, w = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([2.0, 1.0, 1.0])
+        ref = differentiable(lambda z, w: (z * z * w).sum())
+        value, grad = sub.call("grads_through", z, w, stand_in={"helper_loss": ref})
+        # d/dz of 3 * sum((2z)^2 * w) = 24 z w
+        assert torch.allclose(value, torch.tensor(3 * float(((2 * z) ** 2 * w).sum())))
+        assert torch.allclose(grad, 24 * z * w)
+        value, grad = sub.call("grads_through", z, w)  # the notebook's own again
+        assert torch.allclose(grad, torch.full((3,), 600.0))
+    finally:
+        sub.close()

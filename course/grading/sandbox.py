@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from course.grading import cputime, macos, protocol
 from course.grading.cgroups import WorkerCgroup
 from course.grading.confine import readable_by_others
@@ -337,13 +339,42 @@ def answer_callback(frame: dict, callbacks: dict[str, Callable[..., Any]] | None
     kwargs = protocol.decode_reply_value(frame.get("kwargs", {}))
     if not isinstance(args, tuple) or not isinstance(kwargs, dict):
         raise protocol.ProtocolError("a callback frame without arguments")
+    fn = callbacks[name]
     try:
-        value = callbacks[name](*args, **kwargs)
+        if getattr(fn, "differentiable", False):
+            return _differentiable_answer(fn, args, kwargs)
+        value = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the student's arguments did not fit
         return {"ok": False, "message": f"{name}(...) (the grader's reference, standing in for "
                 f"yours in this test) could not use these arguments: {type(exc).__name__}: "
                 f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"}
     return {"ok": True, "value": protocol.encode(value)}
+
+
+def differentiable(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a stand-in as a differentiable scalar function (a loss): its answer carries the
+    gradient with respect to each tensor argument, so gradients flow through it in the worker."""
+    fn.differentiable = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _differentiable_answer(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict:
+    leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor)
+              and a.is_floating_point() else a for a in args]
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    with torch.enable_grad():
+        value = fn(*leaves, **kwargs)
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            return {"ok": True, "value": protocol.encode(value)}
+        wrt = [x for x in leaves if isinstance(x, torch.Tensor) and x.requires_grad]
+        found = torch.autograd.grad(value.sum(), wrt, allow_unused=True) \
+            if value.requires_grad and wrt else [None] * len(wrt)
+    by_leaf = dict(zip(map(id, wrt), found, strict=True))
+    grads = [by_leaf.get(id(x)) for x in leaves if isinstance(x, torch.Tensor)]
+    dtype = tensors[0].dtype if tensors else value.dtype
+    return {"ok": True, "value": value.detach().to(dtype),
+            "grads": [g.to(t.dtype) if g is not None else None
+                      for g, t in zip(grads, tensors, strict=True)]}
 
 
 @dataclass

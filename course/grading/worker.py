@@ -11,7 +11,8 @@ kernel would), then answers requests until told to exit:
   handle when it is not data (a model); with ``echo_args`` also the positional arguments
   as the call left them; with ``forward`` (names the notebook defines) those names call the
   grader's own reference for the length of the call (a ``callback`` frame out, its answer in),
-  so a test of one function is not charged for a mistake in another that it calls; with
+  so a test of one function is not charged for a mistake in another that it calls (a loss
+  stand-in also sends its gradients, so the student's backward() flows through it); with
   ``grad_wrt`` (an argument's index) the result and autograd's gradient of its sum with
   respect to that argument; with ``keep`` the result as a handle even when it is data (a
   tensor that must stay here, on its autograd graph);
@@ -240,7 +241,19 @@ class Worker:
                 message = answer.get("message") if isinstance(answer, dict) else None
                 raise RuntimeError(str(message or f"the grader could not answer {name}(...)"))
             where = torch.device(devices[0]) if devices else device
-            return self.decode(answer.get("value"), where)
+            value = self.decode(answer.get("value"), where)
+            grads = answer.get("grads")
+            if isinstance(grads, list) and isinstance(value, torch.Tensor):
+                # a differentiable stand-in (a loss): the grader sent d value / d each tensor
+                # argument; tie the value to the arguments' graph with those gradients
+                tensors = [a for a in args if isinstance(a, torch.Tensor)]
+                links = [(t * g).sum() for t, g in zip(tensors, self.decode(grads, where),
+                                                       strict=False)
+                         if isinstance(g, torch.Tensor) and t.requires_grad]
+                if links and torch.is_grad_enabled():
+                    link = torch.stack(links).sum()
+                    value = value + (link - link.detach())
+            return value
         forwarded.__name__ = forwarded.__qualname__ = name
         return forwarded
 
