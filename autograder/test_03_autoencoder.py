@@ -12,6 +12,8 @@ solution over seeds 0 to 4 (and other data orders); each comment gives the range
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Mapping
 
 import pytest
@@ -26,7 +28,7 @@ from course.grading.checks import (
     expect_tensor,
     points,
 )
-from course.grading.session import Ref, Remote
+from course.grading.session import Ref, Remote, StudentFailure
 
 N_FIT = 4096  # training images for the short runs
 N_HELDOUT = 2000  # test images on which reconstructions are scored
@@ -131,45 +133,109 @@ def _losses(value: object, n: int | None = None) -> list[float]:
 
 
 # -- class_centroids ------------------------------------------------------------------------
-@points(1.5, cell="test_class_centroids")
+def unseen_generator() -> torch.Generator:
+    """Seeded when the test runs: the notebook cannot have computed answers for inputs drawn
+    from it beforehand (in its untimed cells), so a timing measures the work itself."""
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _float_matrix(value, rows: int, what: str) -> torch.Tensor:
+    """A float result with ``rows`` rows, as float64 (its dtype has its own test)."""
+    value = expect_tensor(value, what, floating=True)
+    expect(value.dim() == 2 and value.shape[0] == rows, f"{what} has shape "
+           f"{tuple(value.shape)}: one row per class expected ({rows})")
+    return value.double()
+
+
+@points(1, cell="test_class_centroids")
 def test_class_centroids_are_class_means(submission, device):
     """class_centroids: row c is the mean of the rows of class c"""
     Z = torch.randn(600, 7, generator=gen(1)) * 3 + 1
-    y = torch.arange(600) % 5
+    y = torch.arange(600) % 10
     y = y[torch.randperm(600, generator=gen(2))]
-    r = submission.call_info("class_centroids", Z, y, n_classes=5)
-    C = expect_tensor(r.value, "class_centroids(Z, y, n_classes=5)", shape=(5, 7), floating=True)
+    counts = torch.bincount(y, minlength=10)
+    y[y == 3] = torch.tensor([3, 9]).repeat(int(counts[3]) // 2 + 1)[: int(counts[3])]
+    r = submission.call_info("class_centroids", Z, y, n_classes=10)
+    C = _float_matrix(r.value, 10, "class_centroids(Z, y, n_classes=10)")
     expect_device(r.devices, device, "class_centroids")
-    expect_close(C, centroids_of(Z, y, 5), "class_centroids(Z, y, n_classes=5)",
-                 rtol=1e-5, atol=1e-5)
+    want = centroids_of(Z, y, 10)
+    sums = torch.stack([Z[y == c].double().sum(0) for c in range(10)])
+    expect_close(C, want, "class_centroids(Z, y, n_classes=10)", rtol=1e-5, atol=1e-5,
+                 hint="these are the sums of each class's rows: divide by the class sizes"
+                 if C.shape == sums.shape and torch.allclose(C, sums, rtol=1e-4, atol=1e-4)
+                 else "")
+
+
+@points(0.25, cell="test_class_centroids")
+def test_class_centroids_number_of_classes(submission):
+    """class_centroids: one row per class, n_classes of them (12 here; the values are test_class_centroids_are_class_means')"""
+    Z = torch.randn(240, 3, generator=gen(3))
+    y = torch.arange(240) % 12
+    try:
+        C12 = submission.call("class_centroids", Z, y, n_classes=12)
+    except StudentFailure as exc:
+        raise StudentFailure(f"class_centroids fails with n_classes=12 (labels 0..11): size "
+                             f"the result by n_classes, not by a fixed 10 ({exc})") from None
+    expect_tensor(C12, "class_centroids(Z, y, n_classes=12)", shape=(12, 3), floating=True)
+
+
+@points(0.25, cell="test_class_centroids")
+def test_class_centroids_keep_dtype(submission):
+    """class_centroids: the centroids have Z's dtype (float64 in, float64 out)"""
+    Z = torch.randn(50, 4, generator=gen(15), dtype=torch.float64)
+    C = expect_tensor(submission.call("class_centroids", Z, torch.arange(50) % 10, n_classes=10),
+                      "class_centroids(Z, y)")
+    expect(C.dtype == torch.float64, f"class_centroids returned {C.dtype} for float64 Z: keep "
+           "Z's dtype (torch.zeros(..., dtype=Z.dtype, device=Z.device))")
 
 
 @points(0.5, cell="test_class_centroids")
-def test_class_centroids_number_of_classes(submission):
-    """class_centroids: one row per class, n_classes=10 by default"""
-    Z = torch.randn(240, 3, generator=gen(3))
-    y = torch.arange(240) % 12
-    C12 = submission.call("class_centroids", Z, y, n_classes=12)
-    expect_tensor(C12, "class_centroids(Z, y, n_classes=12)", shape=(12, 3), floating=True)
-    expect_close(C12, centroids_of(Z, y, 12), "class_centroids(Z, y, n_classes=12)",
-                 rtol=1e-5, atol=1e-5)
-    C10 = submission.call("class_centroids", Z, y % 10)
-    expect_tensor(C10, "class_centroids(Z, y) with the default n_classes", shape=(10, 3))
+def test_class_centroids_vectorised(submission):
+    """class_centroids: vectorised, no Python loop over rows (400,000 rows quickly; data drawn when the test runs)"""
+    g = unseen_generator()
+    n, d = 400_000, 32
+    Z = torch.randn(n, d, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    y[:10] = torch.arange(10)
+    submission.call("class_centroids", Z[:100].clone(), y[:100].clone(), n_classes=10)  # warm-up
+    ref_s = min(_seconds(lambda: torch.zeros(10, d).index_add_(0, y, Z)) for _ in range(3))
+    r = submission.call_info("class_centroids", Z, y, n_classes=10, timeout=60)
+    _float_matrix(r.value, 10, "class_centroids(Z, y)")
+    bound = max(0.75, 50 * ref_s)
+    expect(r.seconds <= bound, f"class_centroids took {r.seconds:.2f} s for {n:,} rows (allowed "
+           f"{bound:.2f} s): no Python loop over rows (index_add_ with bincount, or one mask "
+           "per class)")
 
 
 # -- nearest_centroid_predict ---------------------------------------------------------------
-@points(1.5, cell="test_nearest_centroid_predict")
+def _int_labels(value, n: int, what: str) -> torch.Tensor:
+    """Labels of any integer dtype (int64 has its own test), as int64."""
+    lab = expect_tensor(value, what, shape=(n,))
+    expect(not lab.is_floating_point() and not lab.is_complex() and lab.dtype != torch.bool,
+           f"{what} should hold integer indices, got {lab.dtype}")
+    return lab.long()
+
+
+@points(1.25, cell="test_nearest_centroid_predict")
 def test_predict_nearest_centroid(submission, device):
-    """nearest_centroid_predict: index of the nearest centroid, int64, shape (N,)"""
+    """nearest_centroid_predict: index of the nearest centroid (Euclidean), shape (N,)"""
     Z = torch.randn(500, 6, generator=gen(4)) * 2
     C = torch.randn(9, 6, generator=gen(5)) * 2
     r = submission.call_info("nearest_centroid_predict", Z, C)
-    pred = expect_tensor(r.value, "nearest_centroid_predict(Z, centroids)", shape=(500,),
-                         dtype=torch.int64)
+    pred = _int_labels(r.value, 500, "nearest_centroid_predict(Z, centroids)")
     expect_device(r.devices, device, "nearest_centroid_predict")
     wrong = int((pred != nearest(Z, C)).sum())
+    farthest = bool((pred == ((Z.double()[:, None] - C.double()[None]) ** 2).sum(-1)
+                     .argmax(1)).all())
     expect(wrong == 0, f"nearest_centroid_predict picked a centroid that is not the nearest "
-           f"for {wrong} of 500 points")
+           f"for {wrong} of 500 points" + (": it picks the farthest (argmax instead of argmin)"
+                                           if farthest else ""))
 
 
 @points(0.5, cell="test_nearest_centroid_predict")
@@ -178,49 +244,159 @@ def test_predict_ties_go_to_lowest_index(submission):
     # small dyadic numbers: every distance is exact in float32 however it is computed
     Z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
     C = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [3.0, 0.0], [3.0, 0.0]])
-    pred = expect_tensor(submission.call("nearest_centroid_predict", Z, C),
-                         "nearest_centroid_predict(Z, centroids)", shape=(3,), dtype=torch.int64)
+    pred = _int_labels(submission.call("nearest_centroid_predict", Z, C), 3,
+                       "nearest_centroid_predict(Z, centroids)")
     expect(pred.tolist() == [0, 0, 2], "on ties (equal distances) pick the centroid with the "
            "lowest index, as torch.argmin does")
 
 
+@points(0.25, cell="test_nearest_centroid_predict")
+def test_predict_returns_int64(submission):
+    """nearest_centroid_predict: the indices are an int64 tensor"""
+    Z = torch.randn(20, 3, generator=gen(16))
+    pred = expect_tensor(submission.call("nearest_centroid_predict", Z, Z[:4].clone()),
+                         "nearest_centroid_predict(Z, centroids)", shape=(20,))
+    expect(pred.dtype == torch.int64, f"nearest_centroid_predict returned {pred.dtype}: return "
+           "int64 indices (argmin gives them; no .int() or .to(torch.int32))")
+
+
 # -- accuracy -------------------------------------------------------------------------------
-@points(1, cell="test_accuracy")
-def test_accuracy_value(submission, device):
-    """accuracy: fraction of equal entries, as a Python float"""
+def _accuracy_data() -> tuple[torch.Tensor, torch.Tensor]:
     y = torch.randint(0, 10, (1000,), generator=gen(6))
     pred = y.clone()
     pred[torch.randperm(1000, generator=gen(7))[:273]] += 1  # 273 wrong, 727 right
+    return pred, y
+
+
+@points(0.75, cell="test_accuracy")
+def test_accuracy_value(submission):
+    """accuracy: the fraction of entries where pred equals y (judged whatever number type it returns)"""
+    pred, y = _accuracy_data()
     value = submission.call("accuracy", pred, y)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = float(value.reshape(()))
+    expect(isinstance(value, (int, float)), f"accuracy returned a {type(value).__name__}, not a "
+           "number")
+    hint = (": it is the number of equal entries: divide by their count" if value == 727
+            else ": it is a percentage: return a fraction in [0, 1]" if abs(value - 72.7) < 1e-4
+            else ": it is the fraction of DIFFERENT entries" if abs(value - 0.273) < 1e-6 else "")
+    expect(abs(value - 0.727) <= 1e-6, "accuracy is not the fraction of predictions equal to "
+           "the labels" + hint)
+
+
+@points(0.25, cell="test_accuracy")
+def test_accuracy_is_a_python_float(submission):
+    """accuracy: returns a Python float (not a tensor)"""
+    pred, y = _accuracy_data()
+    value = submission.call("accuracy", pred[:10], y[:10])
     expect(isinstance(value, float), f"accuracy should return a Python float, got "
            f"{type(value).__name__} (use .item())")
-    expect(abs(value - 0.727) <= 1e-6, "accuracy is not the fraction of predictions equal to "
-           "the labels")
 
 
 # -- centroid_accuracy ----------------------------------------------------------------------
+def reference_class_centroids(Z, y, n_classes=10):
+    return centroids_of(Z, y, n_classes).to(Z.dtype)
+
+
+def reference_predict(Z, centroids):
+    return nearest(Z, centroids)
+
+
+def reference_accuracy(pred, y):
+    return float((pred == y).double().mean())
+
+
+#: The grader's own versions of the three helpers: the test of centroid_accuracy runs it with
+#: them standing in for the notebook's, so it judges how they are combined, and a mistake in
+#: one of them is charged in that function's tests only.
+CENTROID_STAND_INS = {"class_centroids": reference_class_centroids,
+                      "nearest_centroid_predict": reference_predict,
+                      "accuracy": reference_accuracy}
+
+
 @points(2, cell="test_centroid_accuracy")
-def test_centroid_accuracy_on_raw_pixels(submission, mnist_train, mnist_test):
-    """centroid_accuracy: raw MNIST pixels, all 60,000 training images -> the known accuracy"""
+def test_centroid_accuracy_fits_on_train_and_scores_test(submission, mnist_train, mnist_test):
+    """centroid_accuracy: centroids from the training set, accuracy on the test set, a Python float (raw MNIST pixels; the grader's own helpers stand in for the three functions above)"""
     X_tr, y_tr = mnist_train
     X_te, y_te = mnist_test
-    value = submission.call("centroid_accuracy", X_tr, y_tr, X_te, y_te, timeout=180)
+    g = unseen_generator()
+    tr = torch.randperm(len(X_tr), generator=g)[:12_000]
+    te = torch.randperm(len(X_te), generator=g)[:3_000]
+    Z_train, y_train, Z_test, y_test = X_tr[tr], y_tr[tr], X_te[te], y_te[te]
+    value = submission.call("centroid_accuracy", Z_train, y_train, Z_test, y_test,
+                            stand_in=CENTROID_STAND_INS, timeout=120)
     expect(isinstance(value, float), f"centroid_accuracy should return a Python float, got "
            f"{type(value).__name__}")
-    # the reference (and any correct float32 version) gives 0.8203; test-set centroids 0.8229
-    expect(abs(value - 0.8203) <= 0.001, f"centroid_accuracy on raw pixels is {value:.4f}, not "
-           "what class means of the training set give: fit the centroids on the training "
-           "data only, and predict the test data")
+    want = reference_accuracy(nearest(Z_test, centroids_of(Z_train, y_train, 10)), y_test)
+    on_test = reference_accuracy(nearest(Z_test, centroids_of(Z_test, y_test, 10)), y_test)
+    on_train = reference_accuracy(nearest(Z_train, centroids_of(Z_train, y_train, 10)), y_train)
+    hint = (": the centroids were fitted on the test data: fit them on (Z_train, y_train)"
+            if abs(value - on_test) < 1e-9 else ": this is the accuracy on the training data: "
+            "predict Z_test and score against y_test" if abs(value - on_train) < 1e-9 else "")
+    expect(abs(value - want) <= 1e-6, f"centroid_accuracy is {value:.4f}, not the test accuracy "
+           "of class means fitted on the training set" + hint)
 
 
 # -- train_autoencoder ----------------------------------------------------------------------
-@points(1, cell="test_train_autoencoder")
-def test_train_returns_step_losses(submission):
-    """train_autoencoder: returns one float loss per step and updates the model in place"""
-    submission.call(Ref("torch.manual_seed"), 1)
+def _small_problem(submission, seed: int):
+    """A Linear(20, 20) 'autoencoder' built in the worker from torch parts (seeded there), its
+    starting weights, and 300 random samples."""
+    submission.call(Ref("torch.manual_seed"), seed)
     model = submission.call(Ref("torch.nn.Linear"), 20, 20)
-    before = submission.method(model, "state_dict")
-    X = torch.randn(300, 20, generator=gen(8))
+    start = submission.method(model, "state_dict")
+    expect(isinstance(start, Mapping) and set(start) == {"weight", "bias"},
+           "a torch.nn.Linear built in the worker has an unexpected state_dict")
+    X = torch.randn(300, 20, generator=gen(seed + 100))
+    return model, start, X
+
+
+def full_batch_replay(start: Mapping, X: torch.Tensor, n_epochs: int, make_optimizer
+                      ) -> tuple[list[float], dict]:
+    """The docstring's loop with one batch holding every sample (so the shuffle does not
+    matter): the MSE of every step recorded before it is taken."""
+    model = nn.Linear(20, 20)
+    model.load_state_dict(dict(start))
+    optimizer = make_optimizer(model.parameters())
+    losses = []
+    for _ in range(n_epochs):
+        loss = nn.functional.mse_loss(model(X), X)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _compare_with_replay(submission, model, losses, want_losses, want_state, what: str,
+                         judge_losses: bool = True) -> None:
+    """The final weights against the replay's, and the losses too when ``judge_losses``."""
+    state = submission.method(model, "state_dict")
+    expect(isinstance(state, Mapping) and set(state) == set(want_state),
+           "after train_autoencoder the model's state_dict no longer has the model's parameters")
+    if judge_losses:
+        losses = _losses(losses, n=len(want_losses))
+        first_ok = abs(losses[0] - want_losses[0]) <= 1e-4 * want_losses[0]
+        expect_close(torch.tensor(losses, dtype=torch.float64), torch.tensor(want_losses),
+                     f"the losses of {what}", rtol=1e-4, atol=1e-7,
+                     hint="the first matches, the next do not: check the optimizer (its lr, "
+                     "weight_decay=1e-8) and the order zero_grad, backward, step" if first_ok
+                     else "each entry should be the MSE of that step's batch, computed before "
+                     "the step")
+    for name, want in want_state.items():
+        expect_close(expect_tensor(state[name], f"model.{name}", shape=tuple(want.shape)), want,
+                     f"model.{name} after {what}", rtol=1e-3, atol=1e-5)
+
+
+def _linear(state: Mapping) -> nn.Linear:
+    lin = nn.Linear(20, 20)
+    lin.load_state_dict(dict(state))
+    return lin
+
+
+@points(0.5, cell="test_train_autoencoder")
+def test_train_returns_step_losses(submission):
+    """train_autoencoder: returns one float loss per step (n_epochs * ceil(N / batch_size)) and updates the model in place"""
+    model, before, X = _small_problem(submission, 1)
     losses = submission.call("train_autoencoder", model, X, 3, batch_size=64, lr=1e-2)
     _losses(losses, n=3 * 5)
     after = submission.method(model, "state_dict")
@@ -229,10 +405,75 @@ def test_train_returns_step_losses(submission):
     weight = expect_tensor(after["weight"], "the trained model's weight",
                            shape=tuple(before["weight"].shape))
     expect(not torch.equal(weight, before["weight"]),
-           "the model's weights did not change during training")
+           "the model's weights did not change during training (train the model passed in)")
 
 
 @points(1, cell="test_train_autoencoder")
+def test_train_matches_a_full_batch_replay(submission):
+    """train_autoencoder: with one batch per epoch, its losses and final weights are those of the default Adam (lr, weight_decay=1e-8) on the MSE, loss recorded before each step, replayed here"""
+    model, start, X = _small_problem(submission, 2)
+    losses = submission.call("train_autoencoder", model, X, 4, batch_size=300, lr=1e-2, seed=5)
+    want_losses, want_state = full_batch_replay(
+        start, X, 4, lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-8))
+    _compare_with_replay(submission, model, losses, want_losses, want_state,
+                         "4 epochs of one batch with lr = 1e-2")
+
+
+@points(0.5, cell="test_train_autoencoder")
+def test_train_uses_the_given_optimizer(submission):
+    """train_autoencoder: trains with the optimizer it is given (here plain SGD), not its default"""
+    model, start, X = _small_problem(submission, 3)
+    params = submission.method(model, "parameters")
+    optimizer = submission.call(Ref("torch.optim.SGD"), params, lr=0.5)
+    losses = submission.call("train_autoencoder", model, X, 3, batch_size=300,
+                             optimizer=optimizer)
+    want_losses, want_state = full_batch_replay(start, X, 3, lambda p: torch.optim.SGD(p, lr=0.5))
+    _, adam_state = full_batch_replay(
+        start, X, 3, lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-8))
+    state = submission.method(model, "state_dict")
+    if isinstance(state, Mapping) and isinstance(state.get("weight"), torch.Tensor):
+        expect(not torch.allclose(state["weight"].double(), adam_state["weight"].double(),
+                                  rtol=1e-4, atol=1e-6),
+               "train_autoencoder ignored the optimizer it was given and trained with its own "
+               "Adam: use the optimizer argument when it is not None")
+    # the weights only: the losses are test_train_matches_a_full_batch_replay's
+    _compare_with_replay(submission, model, losses, want_losses, want_state,
+                         "3 epochs of one batch with the given SGD optimizer",
+                         judge_losses=False)
+
+
+@points(0.5, cell="test_train_autoencoder")
+def test_train_shuffles_every_epoch_from_the_seed(submission):
+    """train_autoencoder: the batches are a new shuffle every epoch, decided by seed alone (seen through the losses of a model that SGD with lr = 0 leaves unchanged)"""
+    def run(seed: int) -> list[float]:
+        model, start, X = _small_problem(submission, 4)  # the same model and data every run
+        params = submission.method(model, "parameters")
+        frozen = submission.call(Ref("torch.optim.SGD"), params, lr=0.0)
+        losses = submission.call("train_autoencoder", model, X, 3, batch_size=100, seed=seed,
+                                 optimizer=frozen)
+        return _losses(losses, n=9)
+
+    a, again, other = run(11), run(11), run(12)
+    _, start, X = _small_problem(submission, 4)
+    lin = _linear(start)
+    with torch.no_grad():
+        in_order = [float(nn.functional.mse_loss(lin(X[i:i + 100]), X[i:i + 100]))
+                    for i in range(0, 300, 100)]
+    same = torch.allclose(torch.tensor(a[:3]), torch.tensor(in_order), rtol=1e-5)
+    expect(not same, "the first epoch's batches are the samples in their stored order: shuffle "
+           "them (torch.randperm(N, generator=g))")
+    epochs = [sorted(a[i:i + 3]) for i in range(0, 9, 3)]
+    expect(not (epochs[0] == epochs[1] == epochs[2]), "every epoch has the same batches: draw a "
+           "new shuffle each epoch")
+    expect(torch.allclose(torch.tensor(a), torch.tensor(again), rtol=1e-6),
+           "two runs with the same seed shuffled differently: shuffle with a torch.Generator "
+           "seeded with seed (torch.Generator().manual_seed(seed))")
+    expect(not torch.allclose(torch.tensor(a), torch.tensor(other), rtol=1e-6),
+           "runs with different seeds shuffled the same way: the seed argument should seed the "
+           "generator that shuffles (not torch's global one)")
+
+
+@points(0.75, cell="test_train_autoencoder")
 def test_train_loss_halves(trained_ae, mnist_train):
     """train_autoencoder: the last step's loss is at most half the first (Adam, lr 1e-3)"""
     losses = _losses(trained_ae[0], n=2 * N_FIT // 128)
@@ -250,7 +491,7 @@ def test_train_loss_halves(trained_ae, mnist_train):
            "training images did not: the losses should come from training the model")
 
 
-@points(2, cell="test_train_autoencoder")
+@points(1, cell="test_train_autoencoder")
 def test_train_reconstructs_heldout_images(trained_ae, mnist_test):
     """train_autoencoder: the trained model reconstructs unseen test images well"""
     X_te, _ = mnist_test
@@ -261,7 +502,7 @@ def test_train_reconstructs_heldout_images(trained_ae, mnist_test):
            f"images is {mse:.4f}, more than a correct training loop reaches")
 
 
-@points(1, cell="test_train_autoencoder")
+@points(0.75, cell="test_train_autoencoder")
 def test_train_latent_accuracy(trained_ae, mnist_train, mnist_test):
     """train_autoencoder: nearest-centroid accuracy in the trained latent space above a floor"""
     X_tr, y_tr = mnist_train
@@ -297,19 +538,30 @@ def test_linear_autoencoder_layout(submission):
 
 @points(1, cell="test_linear_autoencoder")
 def test_linear_autoencoder_forward(submission, device):
-    """LinearAutoencoder: forward is decoder(encoder(x)) with no activation"""
+    """LinearAutoencoder: forward is decoder(encoder(x)) with no activation (whatever the layer sizes)"""
     model = submission.call("LinearAutoencoder", 30, 4)
-    parts = {p: submission.method(submission.attr(model, p), "state_dict")
-             for p in ("encoder", "decoder")}
-    enc, dec = nn.Linear(30, 4), nn.Linear(4, 30)
-    copy_in_order(enc, parts["encoder"], "LinearAutoencoder.encoder")
-    copy_in_order(dec, parts["decoder"], "LinearAutoencoder.decoder")
+    expect(isinstance(model, Remote), "LinearAutoencoder(30, 4) should build an nn.Module")
+    enc, dec = submission.attr(model, "encoder"), submission.attr(model, "decoder")
+    expect(isinstance(enc, Remote) and isinstance(dec, Remote),
+           "LinearAutoencoder should have an encoder and a decoder module")
     x = torch.randn(10, 30, generator=gen(10)) * 2
     r = submission.call_info(model, x)
     expect_device(r.devices, device, "LinearAutoencoder.forward")
-    with torch.no_grad():
-        want = dec(enc(x))
-    expect_close(r.value, want, "LinearAutoencoder(30, 4)(x)", rtol=1e-4, atol=1e-5)
+    out = expect_tensor(r.value, "LinearAutoencoder(30, 4)(x)", floating=True)
+    code = expect_tensor(submission.call(enc, x), "LinearAutoencoder.encoder(x)", floating=True)
+    want = expect_tensor(submission.call(dec, code), "LinearAutoencoder.decoder(code)",
+                         floating=True)
+    expect_close(out, want.double(), "LinearAutoencoder(30, 4)(x) against decoder(encoder(x))",
+                 rtol=1e-4, atol=1e-5, hint="forward should return decoder(encoder(x))")
+    # no activation: the map is affine, so the midpoint of two inputs maps to the midpoint
+    y = torch.randn(10, 30, generator=gen(17)) * 2
+    mid = expect_tensor(submission.call(model, (x + y) / 2), "LinearAutoencoder(30, 4)(x)",
+                        floating=True)
+    other = expect_tensor(submission.call(model, y), "LinearAutoencoder(30, 4)(x)",
+                          floating=True)
+    expect_close(mid, (out.double() + other.double()) / 2, "LinearAutoencoder(30, 4) of the "
+                 "midpoint of two inputs", rtol=1e-4, atol=1e-4,
+                 hint="the map is not affine: leave out every activation (no ReLU, no sigmoid)")
 
 
 # -- AutoEncoder ----------------------------------------------------------------------------
@@ -406,25 +658,55 @@ def test_conv_autoencoder_layout(submission, device):
            "each of the two convolutions of the encoder")
 
 
+def grader_training(submission, model: Remote, X: torch.Tensor, batch_size: int, lr: float,
+                    seed: int) -> None:
+    """One epoch of Adam on the MSE, driven from here, step by step, on a model in the worker:
+    the architecture's tests do not depend on the student's train_autoencoder."""
+    submission.method(model, "train")
+    params = submission.method(model, "parameters")
+    optimizer = submission.call(Ref("torch.optim.Adam"), params, lr=lr)
+    data = submission.call_remote(Ref("torch.clone"), X)
+    g = torch.Generator().manual_seed(seed)
+    for idx in torch.randperm(len(X), generator=g).split(batch_size):
+        xb = submission.call_remote(Ref("torch.index_select"), data, 0, idx)
+        out = submission.call_remote(model, xb)
+        loss = submission.call_remote(Ref("torch.nn.functional.mse_loss"), out, xb)
+        submission.method(optimizer, "zero_grad")
+        submission.method(loss, "backward")
+        submission.method(optimizer, "step")
+        submission.drop(xb, out, loss)
+    submission.drop(data, optimizer, params)
+
+
 @points(2, cell="test_conv_autoencoder")
 def test_conv_autoencoder_learns(submission, mnist_train, mnist_test):
-    """ConvAutoencoder: trained briefly with your train_autoencoder, it reconstructs test images"""
+    """ConvAutoencoder: trained briefly by the grader (its own Adam loop, not your train_autoencoder), it reconstructs test images through its 4 x 7 x 7 code"""
     X_tr, _ = mnist_train
     X_te, _ = mnist_test
     submission.call(Ref("torch.manual_seed"), 0)
     model = submission.call("ConvAutoencoder")
     expect(isinstance(model, Remote), "ConvAutoencoder() should build an nn.Module")
-    submission.call("train_autoencoder", model, X_tr[:N_FIT].view(-1, 1, 28, 28), 1,
-                    batch_size=64, lr=1e-2, timeout=180)
+    grader_training(submission, model, X_tr[:N_FIT].view(-1, 1, 28, 28), 64, 1e-2, 0)
     submission.method(model, "eval")
     X = X_te[:1000].view(-1, 1, 28, 28)
     out = expect_tensor(submission.call(model, X, timeout=60), "ConvAutoencoder()(x)",
                         shape=(1000, 1, 28, 28), floating=True)
     expect_finite(out, "ConvAutoencoder()(x) after training")
+    # the reconstruction must come through the code: decoder(encoder(x)) in two calls, the
+    # code passing through the grader, gives the same images
+    enc, dec = submission.attr(model, "encoder"), submission.attr(model, "decoder")
+    expect(isinstance(enc, Remote) and isinstance(dec, Remote),
+           "ConvAutoencoder should have an encoder and a decoder module")
+    code = expect_tensor(submission.call(enc, X[:50]), "ConvAutoencoder().encoder(x)",
+                         shape=(50, 4, 7, 7), floating=True)
+    order = torch.randperm(50, generator=gen(18))  # the codes in another order than the images
+    expect_close(submission.call(dec, code[order]), out[:50][order].double(),
+                 "decoder(encoder(x)) of the trained model, compared with its forward",
+                 rtol=1e-4, atol=1e-5, hint="forward should return decoder(encoder(x)), "
+                 "nothing else")
     mse = float(nn.functional.mse_loss(out.double(), X.double()))
     # reference (16 channels), seeds 0-4: 0.021 to 0.049; with 8 channels 0.033 to 0.049, with
     # 32 channels and 3x3 transposed convolutions 0.023 to 0.040 (bound 0.06, 0.011 above the worst);
     # untrained about 0.17, predicting the mean image 0.067
-    expect(mse <= 0.06, f"after one short epoch the mean squared reconstruction error on test "
-           f"images is {mse:.4f}, more than the reference architecture reaches (or "
-           "train_autoencoder does not train)")
+    expect(mse <= 0.06, f"after one short epoch of Adam the mean squared reconstruction error "
+           f"on test images is {mse:.4f}, more than the reference architecture reaches")
