@@ -8,8 +8,10 @@ class, the step does not depend on the order of the batch nor on which rows are 
 the weight of the contrastive term shows in the parameters' displacement.
 
 The accuracy test trains the notebook's AutoEncoder with the student's loop ("all" mode) and a
-plain autoencoder here from the same initial weights, and compares their codes; its margin was
-measured with the reference solution over seeds 0 to 4 (see the comment in the test).
+plain autoencoder here from the same initial weights (the grader's own, loaded into the
+worker's model), and compares their codes; its margin was measured with the reference
+solution over seeds 0 to 4 (see the comment in the test). While the loop runs, the grader's
+losses stand in for the notebook's (STAND_INS).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from course.grading.checks import (
     expect_tensor,
     points,
 )
+from course.grading.sandbox import differentiable
 from course.grading.session import Ref, Remote, StudentFailure
 
 N_FIT = 4096  # training images of the accuracy comparison
@@ -69,6 +72,41 @@ def reference_autoencoder(dim_in: int) -> nn.Module:
     model.decoder = nn.Sequential(nn.ReLU(), nn.Linear(50, 1000), nn.ReLU(),
                                   nn.Linear(1000, dim_in))
     return model
+
+
+#: The grader's losses standing in for the notebook's while its training loop runs (with
+#: their gradients, so the loop's backward() flows through them): the loop is judged on its
+#: own, and a mistake in a loss is charged in that loss's tests only.
+STAND_INS = {
+    "contrastive_loss": differentiable(
+        lambda z, z_neg, tau=0.5: ref_contrastive(z, z_neg, tau).to(z.dtype)),
+    "all_pairs_loss": differentiable(
+        lambda z, y, tau=0.5: None if bool((y == y[0]).all())
+        else ref_all_pairs(z, y, tau).to(z.dtype)),
+    "nt_xent_loss": differentiable(
+        lambda z1, z2, tau=0.5: ref_nt_xent(z1, z2, tau).to(z1.dtype)),
+}
+
+
+def grader_start(submission, model: Remote, dim_in: int, seed: int) -> dict:
+    """Give the worker's AutoEncoder the grader's own initial weights (seeded here) and check
+    that it kept them: every baseline then starts where the student's loop starts, whatever the
+    notebook's initialisation does (a degenerate start, all zeros, cannot disable them)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        ours = reference_autoencoder(dim_in).state_dict()
+    theirs = submission.method(model, "state_dict")
+    expect(isinstance(theirs, Mapping) and len(theirs) == len(ours) and all(
+        isinstance(t, torch.Tensor) and tuple(t.shape) == tuple(o.shape)
+        for t, o in zip(theirs.values(), ours.values(), strict=True)),
+        "the notebook's AutoEncoder no longer has the given layers")
+    state = {k: o.clone() for k, o in zip(theirs, ours.values(), strict=True)}
+    submission.method(model, "load_state_dict", state)
+    kept = submission.method(model, "state_dict")
+    expect(isinstance(kept, Mapping) and all(
+        torch.equal(kept.get(k, torch.empty(0)).float(), v) for k, v in state.items()),
+        "the notebook's AutoEncoder did not keep the weights load_state_dict gave it")
+    return state
 
 
 def load_state(model: nn.Module, state: object, what: str) -> None:
@@ -317,12 +355,13 @@ def _one_sgd_step(submission, weight: float, mode: str, seed: int):
     submission.call(Ref("torch.manual_seed"), seed)
     model = submission.call("AutoEncoder", DIM)
     expect(isinstance(model, Remote), "the notebook's AutoEncoder(dim_in) could not be built")
-    init = submission.method(model, "state_dict")
+    init = grader_start(submission, model, DIM, seed)
     params = submission.method(model, "parameters")
     sgd = submission.call(Ref("torch.optim.SGD"), params, lr=LR)
     X, y = _class_copies()
     out = submission.call("train_with_contrastive", model, X, y, 1, weight=weight, tau=0.5,
-                          mode=mode, batch_size=len(X), optimizer=sgd, seed=seed)
+                          mode=mode, batch_size=len(X), optimizer=sgd, seed=seed,
+                          stand_in=STAND_INS)
     expect(isinstance(out, tuple | list) and len(out) == 2,
            "train_with_contrastive should return (recon_losses, contrastive_losses)")
     after = submission.method(model, "state_dict")
@@ -422,7 +461,7 @@ def test_train_returns_losses_for_every_mode(submission, mnist_train):
         submission.call(Ref("torch.manual_seed"), 0)
         model = submission.call("AutoEncoder", 784)
         out = submission.call("train_with_contrastive", model, X[:600], y[:600], 2, mode=mode,
-                              batch_size=128, timeout=120)
+                              batch_size=128, timeout=120, stand_in=STAND_INS)
         expect(isinstance(out, tuple | list) and len(out) == 2,
                "train_with_contrastive should return (recon_losses, contrastive_losses)")
         _float_list(out[0], 10, f"recon_losses (mode {mode!r})")
@@ -445,10 +484,10 @@ def contrastive_run(submission, mnist_train):
     submission.call(Ref("torch.manual_seed"), 0)
     model = submission.call("AutoEncoder", 784)
     expect(isinstance(model, Remote), "the notebook's AutoEncoder(784) could not be built")
-    init = submission.method(model, "state_dict")
+    init = grader_start(submission, model, 784, 0)
     out = submission.call("train_with_contrastive", model, X[:N_FIT], y[:N_FIT], FIT_EPOCHS,
                           weight=1.0, tau=0.5, mode="all", batch_size=FIT_BATCH, seed=0,
-                          timeout=240)
+                          timeout=240, stand_in=STAND_INS)
     trained = reference_autoencoder(784)
     load_state(trained, submission.method(model, "state_dict"), "AutoEncoder")
     return init, out, trained
