@@ -3,7 +3,8 @@
 For every assignment with ``tests/variants/<id>/expected.json``: the reference solution scores
 full marks, the untouched release zero, the demo mistake partial marks, and each variant
 (a folder of solution cells swapped into the reference) fails exactly the hidden tests that
-``expected.json`` lists ("fail": must fail, "may_fail": allowed to fail). Results follow
+``expected.json`` lists ("fail": must fail, "may_fail": allowed to fail); variants of different
+functions are graded together (``packed``), their failures the union of theirs. Results follow
 Gradescope's schema, and no file the run produces holds hidden test code, reference solution
 code, reference values or the tests' own data (the grader processes record those values with
 tests/audit_plugin.py, and every artefact is grepped for them).
@@ -24,6 +25,7 @@ from course.grading import runner
 from course.grading.notebook import grade_id, nbgrader_meta, read_notebook
 from course.paths import data_dir, repo_root
 from course.submissions import (
+    apply_variant,
     build_variant,
     reference_submission,
     release_path,
@@ -49,6 +51,33 @@ def expected(assignment: str) -> dict[str, dict[str, list[str]]]:
     return json.loads((ROOT / "tests" / "variants" / assignment / "expected.json").read_text())
 
 
+def packed(assignment: str) -> list[list[str]]:
+    """The variants of ``assignment`` in groups graded as one submission each: variants that
+    replace different cells and may fail disjoint sets of tests (each a fault confined to its
+    own function's tests, the stand-ins seeing to that) share a notebook, so grading takes a
+    few submissions per assignment instead of one per variant. A group's failures must be the
+    union of its members' (test_each_variant_fails_exactly_the_expected_tests); a failure
+    outside every member's list is caught, one inside another member's list is not told apart.
+    """
+    rules = expected(assignment)
+    folder = ROOT / "tests" / "variants" / assignment
+    cells = {n: {f.stem for f in (folder / n).glob("*.py")} for n in rules}
+    tests = {n: set(r["fail"]) | set(r.get("may_fail", [])) for n, r in rules.items()}
+    groups: list[list[str]] = []
+    for name in rules:
+        for group in groups:
+            if all(not cells[name] & cells[m] and not tests[name] & tests[m] for m in group):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def group_name(group: list[str]) -> str:
+    return group[0] if len(group) == 1 else f"{group[0]}+{len(group) - 1}"
+
+
 @pytest.fixture(scope="module", params=ASSIGNMENTS)
 def graded(request, tmp_path_factory) -> dict:
     assignment = request.param
@@ -59,8 +88,11 @@ def graded(request, tmp_path_factory) -> dict:
         "untouched": read_notebook(release_path(assignment)),
         "partial": build_variant(assignment, ROOT / "demo" / "submissions" / assignment / "partial"),
     }
-    for name in expected(assignment):
-        notebooks[name] = build_variant(assignment, variants / name)
+    for group in packed(assignment):
+        nb = reference_submission(assignment)
+        for name in group:
+            nb = apply_variant(nb, variants / name)
+        notebooks[group_name(group)] = nb
     jobs = [runner.Job(name, write_notebook(nb, tmp / "submitted" / name / f"{assignment}.ipynb"),
                        assignment) for name, nb in notebooks.items()]
     out = tmp / "grades"
@@ -103,10 +135,33 @@ def test_demo_mistake_scores_partial_marks(graded):
 
 
 def test_each_variant_fails_exactly_the_expected_tests(graded):
-    for name, rule in expected(graded["assignment"]).items():
-        failed = failed_tests(graded["results"][name])
-        must, may = set(rule["fail"]), set(rule.get("may_fail", []))
-        assert must <= failed <= must | may, (name, problems(graded["results"][name]))
+    rules = expected(graded["assignment"])
+    for group in packed(graded["assignment"]):
+        res = graded["results"][group_name(group)]
+        failed = failed_tests(res)
+        must = set().union(*(rules[n]["fail"] for n in group))
+        may = set().union(*(rules[n].get("may_fail", []) for n in group))
+        assert must <= failed <= must | may, (group, sorted(failed - must - may),
+                                              sorted(must - failed), problems(res))
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_packed_groups_keep_variants_apart(assignment):
+    """Variants graded together replace different cells and expect disjoint failures, and
+    each variant is in exactly one group."""
+    rules = expected(assignment)
+    folder = ROOT / "tests" / "variants" / assignment
+    groups = packed(assignment)
+    assert sorted(n for g in groups for n in g) == sorted(rules)
+    for group in groups:
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                cells_a = {f.stem for f in (folder / a).glob("*.py")}
+                cells_b = {f.stem for f in (folder / b).glob("*.py")}
+                assert not cells_a & cells_b, (a, b)
+                tests_a = set(rules[a]["fail"]) | set(rules[a].get("may_fail", []))
+                tests_b = set(rules[b]["fail"]) | set(rules[b].get("may_fail", []))
+                assert not tests_a & tests_b, (a, b)
 
 
 def test_points_per_grade_cell_match_the_notebook(graded):
