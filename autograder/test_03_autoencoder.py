@@ -204,10 +204,12 @@ def test_class_centroids_vectorised(submission):
     y = torch.randint(0, 10, (n,), generator=g)
     y[:10] = torch.arange(10)
     submission.call("class_centroids", Z[:100].clone(), y[:100].clone(), n_classes=10)  # warm-up
-    ref_s = min(_seconds(lambda: torch.zeros(10, d).index_add_(0, y, Z)) for _ in range(3))
+    # best of 5: a busy machine inflates this wall time, not the charged time of the call;
+    # idle, the reference takes ~10 ms and a loop over rows ~7 s
+    ref_s = min(_seconds(lambda: torch.zeros(10, d).index_add_(0, y, Z)) for _ in range(5))
     r = submission.call_info("class_centroids", Z, y, n_classes=10, timeout=60)
     _float_matrix(r.value, 10, "class_centroids(Z, y)")
-    bound = max(0.75, 50 * ref_s)
+    bound = max(1.5, 20 * ref_s)
     expect(r.seconds <= bound, f"class_centroids took {r.seconds:.2f} s for {n:,} rows (allowed "
            f"{bound:.2f} s): no Python loop over rows (index_add_ with bincount, or one mask "
            "per class)")
