@@ -538,3 +538,19 @@ def test_a_differentiable_stand_in_passes_its_gradients_back(tmp_path, release):
         assert torch.allclose(grad, torch.full((3,), 600.0))
     finally:
         sub.close()
+
+
+def test_running_out_of_memory_is_said_as_what_to_change(tmp_path, release):
+    """The allocator's own message is replaced by one that says what to build instead."""
+    body = GOOD + ("\ndef all_differences(X, C):\n"
+                   "    return ((X[:, None, :] - C[None, :, :]) ** 2).sum(-1)\n")
+    sub = submission(tmp_path, release, body)
+    try:
+        with pytest.raises(StudentFailure) as info:  # a 20,000 x 2,000 x 784 tensor: 125 GB
+            sub.call("all_differences", torch.zeros(20_000, 784), torch.zeros(2000, 784))
+        text = str(info.value)
+        assert "ran out of memory" in text and "tried to allocate" in text, text
+        assert "expanded form" in text and "DefaultCPUAllocator" not in text, text
+        assert "125.4 GB" in text, text
+    finally:
+        sub.close()

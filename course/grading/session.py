@@ -283,6 +283,8 @@ class Submission:
             return f"`{name}` is not defined by the notebook{self._why_missing(name)}"
         if kind == "reply":
             return f"{what} returned a value that cannot be sent back for grading: {message}"
+        if _out_of_memory(typ, message):
+            return _memory_sentence(what, typ, message, where)
         return f"{what} raised {typ}: {message}{where}"
 
     def _why_missing(self, name: str) -> str:
@@ -298,6 +300,30 @@ class Submission:
         if self.plan.missing:
             return f" ({one_line('; '.join(map(str, self.plan.notes)), MAX_MESSAGE)})"
         return ""
+
+
+_ALLOCATION = re.compile(r"tried to allocate (\d+(?:\.\d+)?) ?(bytes|[KMGT]i?B)")
+
+
+def _out_of_memory(typ: str, message: str) -> bool:
+    low = message.lower()
+    return typ in ("MemoryError", "OutOfMemoryError") or "can't allocate memory" in low \
+        or "out of memory" in low
+
+
+def _memory_sentence(what: str, typ: str, message: str, where: str) -> str:
+    """What to change when the student's code ran out of memory (not the allocator's text)."""
+    size = ""
+    m = _ALLOCATION.search(message)
+    if m:
+        n = float(m.group(1)) * {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
+                                 "TiB": 2**40, "KB": 1e3, "MB": 1e6, "GB": 1e9,
+                                 "TB": 1e12}.get(m.group(2), 1)
+        size = f" {n / 1e9:.1f} GB" if n >= 1e8 else f" {n / 1e6:.0f} MB"
+    return (f"{what} ran out of memory ({typ}): it tried to allocate{size} at once{where}. Build "
+            "smaller intermediate tensors: for distances use the expanded form ||x||^2 - "
+            "2 x.c + ||c||^2 (one matrix product) instead of an N x K x D tensor of "
+            "differences, and evaluate large inputs in batches")
 
 
 def _holds_remote(value: Any, depth: int = 0) -> bool:
