@@ -136,7 +136,19 @@ def codes(rows: int, dim: int, seed: int) -> torch.Tensor:
 
 
 # -- contrastive_loss -----------------------------------------------------------------------
-@points(2, cell="test_contrastive_loss")
+@points(0.25, cell="test_contrastive_loss")
+def test_contrastive_loss_is_differentiable(submission):
+    """contrastive_loss: gradients flow through it to the codes (judged when it returns a tensor)"""
+    z, z_neg = codes(16, 6, 19), codes(16, 6, 20)
+    value, grad = submission.call_grad("contrastive_loss", z, z_neg, wrt=0)
+    if not isinstance(value, torch.Tensor):
+        return  # not a tensor at all: test_contrastive_loss_matches_reference says so
+    expect(grad is not None and bool(torch.isfinite(grad).all()) and bool((grad != 0).any()),
+           "no gradient reaches z through contrastive_loss: build it from z and z_neg with "
+           "torch operations (no .item(), .detach() or torch.tensor(...) of the result)")
+
+
+@points(1.75, cell="test_contrastive_loss")
 def test_contrastive_loss_matches_reference(submission, device):
     """contrastive_loss: equals mean log(1 + exp(cos / tau)) on fixed codes, tau 0.5 by default"""
     z, z_neg = codes(64, 16, 1), codes(64, 16, 3)
@@ -235,7 +247,20 @@ def test_sample_class_pair_uses_the_generator(submission):
 
 
 # -- negative_pairs -------------------------------------------------------------------------
-@points(2, cell="test_negative_pairs")
+@points(0.25, cell="test_negative_pairs")
+def test_negative_pairs_keep_the_graph(submission):
+    """negative_pairs: the rows it returns are still attached to z's graph (judged when it returns a pair)"""
+    z = torch.randn(40, 4, generator=gen(24))
+    y = torch.arange(40) % 5
+    value, grad = submission.call_grad("negative_pairs", z, y, 1, 3, wrt=0)
+    if not (isinstance(value, tuple | list) and len(value) == 2):
+        return  # the pair itself is test_negative_pairs_rows_in_order's
+    expect(grad is not None and bool((grad != 0).any()),
+           "negative_pairs returned rows detached from z's graph (.detach(), .data or a new "
+           "tensor): index z itself, so the contrastive term trains the encoder")
+
+
+@points(1.75, cell="test_negative_pairs")
 def test_negative_pairs_rows_in_order(submission, device):
     """negative_pairs: the first n rows of each class, in batch order, cut to equal length"""
     z = torch.randn(300, 8, generator=gen(21))
@@ -432,7 +457,7 @@ def test_train_all_pairs_step(submission):
 
 @points(1, cell="test_train_with_contrastive")
 def test_train_one_pair_step(submission):
-    """train_with_contrastive: mode "pair" steps on MSE + weight * one distinct class pair's loss"""
+    """train_with_contrastive: mode "pair" steps on MSE + weight * one distinct class pair's loss (by the contract through the notebook's sample_class_pair and negative_pairs, whose rows must carry the gradient; the loss is the grader's)"""
     init, after, _ = _one_sgd_step(submission, 2.0, "pair", seed=3)
     pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
     terms = [lambda z, y, a=a, b=b: ref_contrastive(z[y == a], z[y == b], 0.5)

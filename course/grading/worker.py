@@ -289,10 +289,14 @@ class Worker:
 
 
 def _grad_of(out: Any, wrt: torch.Tensor) -> torch.Tensor | None:
-    """d sum(out) / d wrt by autograd; None when ``out`` is no tensor on a graph from it."""
-    if not (isinstance(out, torch.Tensor) and out.requires_grad and out.is_floating_point()):
+    """d sum(out) / d wrt by autograd (``out`` a tensor, or a tuple or list of them: the sum
+    of all their entries); None when nothing in ``out`` is on a graph from ``wrt``."""
+    parts = [t for t in (out if isinstance(out, (tuple, list)) else (out,))
+             if isinstance(t, torch.Tensor) and t.requires_grad and t.is_floating_point()]
+    if not parts:
         return None
-    (grad,) = torch.autograd.grad(out.sum(), wrt, allow_unused=True)
+    (grad,) = torch.autograd.grad(torch.stack([t.sum() for t in parts]).sum(), wrt,
+                                  allow_unused=True)
     return grad
 
 
