@@ -12,8 +12,6 @@ solution over seeds 0 to 4 (and other data orders); each comment gives the range
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Mapping
 
 import pytest
@@ -21,12 +19,14 @@ import torch
 from torch import nn
 
 from course.grading.checks import (
+    best_seconds,
     expect,
     expect_close,
     expect_device,
     expect_finite,
     expect_tensor,
     points,
+    unseen_generator,
 )
 from course.grading.session import Ref, Remote, StudentFailure
 
@@ -133,16 +133,8 @@ def _losses(value: object, n: int | None = None) -> list[float]:
 
 
 # -- class_centroids ------------------------------------------------------------------------
-def unseen_generator() -> torch.Generator:
-    """Seeded when the test runs: the notebook cannot have computed answers for inputs drawn
-    from it beforehand (in its untimed cells), so a timing measures the work itself."""
-    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
 
-def _seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def _float_matrix(value, rows: int, what: str) -> torch.Tensor:
@@ -206,7 +198,7 @@ def test_class_centroids_vectorised(submission):
     submission.call("class_centroids", Z[:100].clone(), y[:100].clone(), n_classes=10)  # warm-up
     # best of 5: a busy machine inflates this wall time, not the charged time of the call;
     # idle, the reference takes ~10 ms and a loop over rows ~7 s
-    ref_s = min(_seconds(lambda: torch.zeros(10, d).index_add_(0, y, Z)) for _ in range(5))
+    ref_s = best_seconds(lambda: torch.zeros(10, d).index_add_(0, y, Z), repeats=5)
     r = submission.call_info("class_centroids", Z, y, n_classes=10, timeout=60)
     _float_matrix(r.value, 10, "class_centroids(Z, y)")
     bound = max(1.5, 20 * ref_s)

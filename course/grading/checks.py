@@ -7,6 +7,9 @@ own torch, which student code cannot reach.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -70,3 +73,21 @@ def expect_device(devices: list[str], device: str, what: str) -> None:
     if wrong:
         raise StudentFailure(f"{what} returned tensors on {wrong[0]} for inputs on {device}: "
                              "keep results on the inputs' device")
+
+
+def unseen_generator() -> torch.Generator:
+    """A CPU generator seeded when the test runs (from os.urandom): the notebook cannot have
+    computed answers for inputs drawn from it in its untimed cells, so a timing measures the
+    work itself."""
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """The shortest wall time of ``repeats`` runs of ``fn`` here (a reference to scale a speed
+    bound to this machine; the best run is the least inflated by other work)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
