@@ -136,7 +136,7 @@ def codes(rows: int, dim: int, seed: int) -> torch.Tensor:
 
 
 # -- contrastive_loss -----------------------------------------------------------------------
-@points(0.25, cell="test_contrastive_loss")
+@points(0.5, cell="test_contrastive_loss")
 def test_contrastive_loss_is_differentiable(submission):
     """contrastive_loss: gradients flow through it to the codes (judged when it returns a tensor)"""
     z, z_neg = codes(16, 6, 19), codes(16, 6, 20)
@@ -148,7 +148,7 @@ def test_contrastive_loss_is_differentiable(submission):
            "torch operations (no .item(), .detach() or torch.tensor(...) of the result)")
 
 
-@points(1.75, cell="test_contrastive_loss")
+@points(1.5, cell="test_contrastive_loss")
 def test_contrastive_loss_matches_reference(submission, device):
     """contrastive_loss: equals mean log(1 + exp(cos / tau)) on fixed codes, tau 0.5 by default"""
     z, z_neg = codes(64, 16, 1), codes(64, 16, 3)
@@ -247,7 +247,7 @@ def test_sample_class_pair_uses_the_generator(submission):
 
 
 # -- negative_pairs -------------------------------------------------------------------------
-@points(0.25, cell="test_negative_pairs")
+@points(0.5, cell="test_negative_pairs")
 def test_negative_pairs_keep_the_graph(submission):
     """negative_pairs: the rows it returns are still attached to z's graph (judged when it returns a pair)"""
     z = torch.randn(40, 4, generator=gen(24))
@@ -260,7 +260,7 @@ def test_negative_pairs_keep_the_graph(submission):
            "tensor): index z itself, so the contrastive term trains the encoder")
 
 
-@points(1.75, cell="test_negative_pairs")
+@points(1.5, cell="test_negative_pairs")
 def test_negative_pairs_rows_in_order(submission, device):
     """negative_pairs: the first n rows of each class, in batch order, cut to equal length"""
     z = torch.randn(300, 8, generator=gen(21))
