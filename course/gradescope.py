@@ -27,42 +27,53 @@ BUNDLE = "course-bundle"
 STUDENT_USER = "course-student"
 
 SETUP_SH = """#!/usr/bin/env bash
-# Runs once while Gradescope builds the autograder image (Ubuntu, as root).
+# Runs once while Gradescope builds the autograder image (Ubuntu, as root). AUTOGRADER_ROOT
+# defaults to Gradescope's /autograder; COURSE_STUDENT_USER names the user student code runs
+# as; COURSE_SETUP_SKIP_INSTALL=1 keeps a venv and data already in place (an image rebuilt
+# from a cached venv, or the emulation in tests/test_gradescope.py) and only hardens.
 set -euo pipefail
-cd /autograder/source
-if ! command -v python3.11 >/dev/null; then
-    apt-get update
-    apt-get install -y software-properties-common
-    add-apt-repository -y ppa:deadsnakes/ppa
-    apt-get update
-    apt-get install -y python3.11 python3.11-venv
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+STUDENT="${{COURSE_STUDENT_USER:-{user}}}"
+cd "$ROOT/source"
+if [ -z "${{COURSE_SETUP_SKIP_INSTALL:-}}" ]; then
+    if ! command -v python3.11 >/dev/null; then
+        apt-get update
+        apt-get install -y software-properties-common
+        add-apt-repository -y ppa:deadsnakes/ppa
+        apt-get update
+        apt-get install -y python3.11 python3.11-venv
+    fi
+    python3.11 -m venv "$ROOT/venv"
+    "$ROOT/venv/bin/python" -m pip install --upgrade pip
+    # The CPU build of torch first: the default wheel pulls gigabytes of CUDA libraries.
+    "$ROOT/venv/bin/python" -m pip install --index-url https://download.pytorch.org/whl/cpu \\
+        "torch==$(sed -n 's/^torch==//p' {bundle}/requirements.lock)"
+    # Not editable: the package lives in the venv, which student code may read; the bundle
+    # (hidden tests) does not.
+    "$ROOT/venv/bin/python" -m pip install -c {bundle}/requirements.lock ./{bundle}
+    mkdir -p "$ROOT/data" && cp {bundle}/data/*.npz "$ROOT/data/"
+    COURSE_DATA="$ROOT/data" "$ROOT/venv/bin/course" data fetch mnist
 fi
-python3.11 -m venv /autograder/venv
-/autograder/venv/bin/python -m pip install --upgrade pip
-# The CPU build of torch first: the default wheel pulls gigabytes of CUDA libraries.
-/autograder/venv/bin/python -m pip install --index-url https://download.pytorch.org/whl/cpu \\
-    "torch==$(sed -n 's/^torch==//p' {bundle}/requirements.lock)"
-# Not editable: the package lives in the venv, which student code may read; the bundle
-# (hidden tests) does not.
-/autograder/venv/bin/python -m pip install -c {bundle}/requirements.lock ./{bundle}
-mkdir -p /autograder/data && cp {bundle}/data/*.npz /autograder/data/
-COURSE_DATA=/autograder/data /autograder/venv/bin/course data fetch mnist
 # Student code runs as this user (Gradescope's advice): it can read the venv and the data,
-# and nothing of /autograder/source or /autograder/results.
-id -u {user} >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin {user}
-chmod -R a+rX /autograder/venv /autograder/data
-chmod -R go-rwx /autograder/source
+# and nothing of $ROOT/source or $ROOT/results.
+id -u "$STUDENT" >/dev/null 2>&1 || \\
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$STUDENT"
+chmod a+rx "$ROOT"
+chmod -R a+rX "$ROOT/venv/" "$ROOT/data"
+chmod -R go-rwx "$ROOT/source"
+mkdir -p "$ROOT/results" && chmod 700 "$ROOT/results"
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Runs for every submission. AUTOGRADER_ROOT defaults to Gradescope's /autograder.
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+STUDENT="${{COURSE_STUDENT_USER:-{user}}}"
 export COURSE_ROOT="$ROOT/source/{bundle}"
 export COURSE_DATA="${{COURSE_DATA:-$ROOT/data}}"
 mkdir -p "$ROOT/results" && chmod 700 "$ROOT/results"
-if [ "$(id -u)" = 0 ] && id -u {user} >/dev/null 2>&1; then
-    export COURSE_WORKER_UID="$(id -u {user})"
+if [ "$(id -u)" = 0 ] && id -u "$STUDENT" >/dev/null 2>&1; then
+    export COURSE_WORKER_UID="$(id -u "$STUDENT")"
 fi
 exec "$ROOT/venv/bin/python" -m course.gradescope run {assignment} --root "$ROOT"
 """

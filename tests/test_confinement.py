@@ -371,3 +371,30 @@ def test_scratch_space_is_capped_without_a_tmpfs(hide, monkeypatch):
             worker.request({"op": "call", "target": "fill", "args": (hide,), "kwargs": {}}, 120)
     finally:
         worker.close()
+
+
+def test_readable_by_others_checks_the_path_as_spelled_too():
+    """Python imports through the path it was started with: a world-readable venv reached
+    through a private folder's symlink is not readable by the worker's uid."""
+    import shutil
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp())  # pytest's own tmp folders are private (0700)
+    try:
+        _spelled_and_resolved(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _spelled_and_resolved(tmp_path: Path) -> None:
+    public = tmp_path / "public"
+    (public / "venv").mkdir(parents=True)
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "venv").symlink_to(public / "venv")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(public, 0o755)
+    os.chmod(public / "venv", 0o755)
+    os.chmod(private, 0o700)
+    assert confine.readable_by_others(public / "venv")
+    assert not confine.readable_by_others(private / "venv")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -88,9 +90,9 @@ def test_setup_installs_cpu_torch_and_hides_the_grader_from_student_code(bundle)
     subprocess.run(["bash", "-n"], input=run, text=True, check=True)
     assert "download.pytorch.org/whl/cpu" in setup  # not the CUDA wheels
     assert "-e ./" not in setup  # the package lives in the venv, not in the hidden bundle
-    assert f"useradd --system --no-create-home --shell /usr/sbin/nologin " \
-           f"{gradescope.STUDENT_USER}" in setup
-    assert "chmod -R go-rwx /autograder/source" in setup
+    assert 'useradd --system --no-create-home --shell /usr/sbin/nologin "$STUDENT"' in setup
+    assert f'STUDENT="${{COURSE_STUDENT_USER:-{gradescope.STUDENT_USER}}}"' in setup
+    assert 'chmod -R go-rwx "$ROOT/source"' in setup
     assert "COURSE_WORKER_UID" in run
 
 
@@ -130,3 +132,160 @@ def test_a_grader_killed_on_gradescope_writes_no_zero(autograder_root):
     assert "not graded" in proc.stderr and "killed by SIGKILL after 3 of" in proc.stderr, \
         proc.stderr[-2000:]
     assert not (autograder_root / "results" / "results.json").exists()
+
+
+# --- Gradescope's layout, emulated with the worker on its own uid -------------------------
+# The checks above run the grader from this repository's venv (under /root here), which a
+# second user cannot read, so the worker keeps the grader's uid there. This emulation builds
+# what setup.sh builds: a world-readable venv (the system's Python 3.11, this venv's packages
+# hard-linked, the bundle installed not editable), the data beside it, then runs setup.sh
+# itself (hardening only: the installs need download.pytorch.org) and run_autograder.
+
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+GRADE_ONE = r"""
+import json, sys
+from pathlib import Path
+from course.grading import runner
+job = runner.Job("s", Path(sys.argv[1]), sys.argv[2])
+res = runner.grade_job(job, Path(sys.argv[3]),
+                       runner.Settings(allow_weak_isolation=True, force=True))
+print(json.dumps(res))
+"""
+
+
+def _uid_emulation_skip() -> str:
+    if os.geteuid() != 0:
+        return "needs root: the grader hands the worker a uid of its own only as root"
+    if not SYSTEM_PYTHON.is_file() or sys.version_info[:2] != (3, 11):
+        return f"needs {SYSTEM_PYTHON} of this venv's minor version to host its packages"
+    if not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file():
+        return "MNIST is not staged: run `make data`"
+    return ""
+
+
+def _link_tree(src: Path, dst: Path, ignore=None) -> None:
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:  # another file system
+            shutil.copy2(a, b)
+    shutil.copytree(src, dst, copy_function=link, ignore=ignore, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def gradescope_root(bundle):
+    reason = _uid_emulation_skip()
+    if reason:
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="course-gradescope-emulation-"))
+    try:
+        os.chmod(root, 0o755)
+        venv = root / "venv"
+        subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(venv)],
+                       check=True)
+        site = next(p for p in map(Path, __import__("site").getsitepackages())
+                    if p.name == "site-packages")
+        _link_tree(site, venv / "lib" / "python3.11" / "site-packages",
+                   ignore=shutil.ignore_patterns("__editable__*", "course-*.dist-info",
+                                                 "a1_coverage.pth"))
+        with zipfile.ZipFile(bundle) as zf:
+            zf.extractall(root / "source")
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
+                        "--no-index", "--no-deps", "--no-build-isolation",
+                        str(root / "source" / gradescope.BUNDLE)],
+                       check=True, capture_output=True, cwd=root)
+        _link_tree(data_dir(), root / "data")
+        (venv / "canary.txt").write_text("trusted")
+        env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_STUDENT_USER": "nobody",
+               "COURSE_SETUP_SKIP_INSTALL": "1"}
+        subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, check=True,
+                       capture_output=True, timeout=120)
+        (root / "submission").mkdir()
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _hostile_reference(root: Path) -> dict:
+    """The reference solution plus a cell that tries to read the hidden tests, to write into
+    the venv, and to plant a result; what it reads comes back through an error message."""
+    nb = reference_submission(ASSIGNMENT)
+    hidden = root / "source" / gradescope.BUNDLE / "autograder" / f"test_{ASSIGNMENT}.py"
+    probe = f'''
+from pathlib import Path as _P
+LEAK = ""
+try:
+    LEAK = _P({str(hidden)!r}).read_text()[:80]
+except OSError:
+    pass
+for _target, _text in (({str(root / "venv" / "canary.txt")!r}, "tampered"),
+                       ({str(root / "results" / "results.json")!r}, '{{"score": 99}}')):
+    try:
+        _P(_target).write_text(_text)
+    except OSError:
+        pass
+if LEAK:
+    def pca(*args, **kwargs):
+        raise RuntimeError("LEAK " + " ".join(LEAK.split()))
+'''
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None,
+                        "outputs": [], "source": probe})
+    return nb
+
+
+def test_setup_hardens_the_layout(gradescope_root):
+    mode = lambda p: oct(p.stat().st_mode & 0o777)  # noqa: E731
+    assert mode(gradescope_root / "source") == "0o700"
+    assert mode(gradescope_root / "source" / gradescope.BUNDLE / "autograder") == "0o700"
+    assert mode(gradescope_root / "results") == "0o700"
+    assert mode(gradescope_root / "venv") == "0o755"
+    course_pkg = next((gradescope_root / "venv").rglob("course/grading/worker.py"))
+    assert mode(course_pkg) == "0o644"
+
+
+def test_run_autograder_hands_student_code_its_own_uid(gradescope_root):
+    """No unshare, no writable cgroups, as on Gradescope: the worker runs as `nobody`, under
+    Landlock and seccomp; the hostile cell reads, writes and plants nothing, and the honest
+    part of the notebook gets full marks."""
+    sub = gradescope_root / "submission"
+    write_notebook(_hostile_reference(gradescope_root), sub / f"{ASSIGNMENT}.ipynb")
+    res = run_autograder(gradescope_root, COURSE_SANDBOX_DISABLE="unshare,cgroups",
+                         COURSE_STUDENT_USER="nobody", COURSE_DATA=str(gradescope_root / "data"))
+    layers = res["extra_data"]["isolation"]["layers"]
+    nobody = subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert f"own uid {nobody}" in layers, layers
+    assert res["score"] == res["max_score"] > 0, res["output"]
+    assert "LEAK" not in json.dumps(res)
+    assert (gradescope_root / "venv" / "canary.txt").read_text() == "trusted"
+
+
+@pytest.mark.parametrize("disabled, contained", [
+    ("unshare,cgroups,landlock,seccomp", True),        # the uid alone
+    ("unshare,cgroups,landlock,seccomp,uid", False),   # nothing: the probe itself works
+])
+def test_the_uid_alone_keeps_the_bundle_and_the_venv_from_student_code(gradescope_root,
+                                                                       disabled, contained,
+                                                                       tmp_path):
+    """Where Landlock is missing the uid is all that stands between student code and the
+    hidden tests: graded with every other layer off, the leak and the write must fail; with
+    the uid off too they succeed (so this test can fail)."""
+    nb = write_notebook(_hostile_reference(gradescope_root), tmp_path / "hostile.ipynb")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(nb, 0o644)
+    (gradescope_root / "venv" / "canary.txt").write_text("trusted")
+    env = {**os.environ, "COURSE_ROOT": str(gradescope_root / "source" / gradescope.BUNDLE),
+           "COURSE_DATA": str(gradescope_root / "data"), "COURSE_SANDBOX_DISABLE": disabled,
+           "COURSE_WORKER_UID": subprocess.run(["id", "-u", "nobody"], capture_output=True,
+                                               text=True, check=True).stdout.strip()}
+    out = tmp_path / "out"
+    proc = subprocess.run([str(gradescope_root / "venv" / "bin" / "python"), "-c", GRADE_ONE,
+                           str(nb), ASSIGNMENT, str(out)], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=gradescope_root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.splitlines()[-1])
+    leaked = "LEAK" in json.dumps(res)
+    tampered = (gradescope_root / "venv" / "canary.txt").read_text() != "trusted"
+    assert (leaked, tampered) == (not contained, not contained), res["output"]
+    if contained:
+        assert res["score"] == res["max_score"] > 0, res["output"]

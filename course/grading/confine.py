@@ -228,14 +228,18 @@ def become(uid: int) -> None:
 
 def readable_by_others(path: Path) -> bool:
     """Whether a user with no relation to the owner can reach ``path`` (every folder above it
-    searchable by others, the path itself readable). Checks mode bits only."""
-    path = Path(path).resolve()
-    try:
-        for parent in reversed(path.parents):
-            if not os.stat(parent).st_mode & stat.S_IXOTH:
-                return False
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
-    return mode & need == need
+    searchable by others, the path itself readable), by the path as spelled and as resolved:
+    Python imports through the spelling it was started with (a symlinked venv). Checks mode
+    bits only."""
+    for spelling in {Path(path).absolute(), Path(path).resolve()}:
+        try:
+            for parent in reversed(spelling.parents):
+                if not os.stat(parent).st_mode & stat.S_IXOTH:
+                    return False
+            mode = os.stat(spelling).st_mode
+        except OSError:
+            return False
+        need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) else 0)
+        if mode & need != need:
+            return False
+    return True

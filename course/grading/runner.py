@@ -25,6 +25,7 @@ import os
 import resource
 import shutil
 import signal
+import site
 import stat
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from typing import Any
 from course.errors import CourseError
 from course.grading import integrity
 from course.grading.plaintext import MAX_MESSAGE, MAX_TYPE, MAX_WHERE, markdown, one_line
-from course.paths import assignment_ids, repo_root
+from course.paths import PACKAGE_DIR, assignment_ids, repo_root
 from course.submissions import release_path
 
 RESULTS = "results.json"
@@ -171,8 +172,11 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
     """Run pytest on the hidden tests for one submission in a grader process; the exit status
     is None when the process ran past :func:`grader_wall_limit` (it was killed)."""
     root = repo_root()
+    # -P: the grader imports the installed course package, the one this process runs and the
+    # worker may read, not a copy that happens to sit in the working folder (Gradescope's
+    # /autograder/source, unreadable to the worker's own uid)
     cmd = [
-        sys.executable, "-m", "pytest", str(hidden_tests(job.assignment, root)),
+        sys.executable, "-P", "-m", "pytest", str(hidden_tests(job.assignment, root)),
         "-p", "course.grading.plugin", "-p", "no:cacheprovider", "--assert=plain",
         "-o", "addopts=", "-q", "--no-header", "--tb=no", "-rN",
         "--rootdir", str(root / "autograder"),
@@ -184,6 +188,9 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
         *(["--skip", ",".join(skip)] if skip else []),
     ]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg"}
+    if not _installed(PACKAGE_DIR):  # a checkout (editable or not): put it first on the path
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")) if p)
     try:
         cap = grader_memory_bytes()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root,
@@ -194,6 +201,11 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
     except subprocess.TimeoutExpired as exc:
         return None, _text(exc.stdout)[-2000:] + _text(exc.stderr)[-2000:]
     return proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+
+
+def _installed(package: Path) -> bool:
+    """Whether ``package`` sits in a site-packages folder (importable from anywhere)."""
+    return any(package.is_relative_to(Path(p).resolve()) for p in site.getsitepackages())
 
 
 def _text(out: str | bytes | None) -> str:

@@ -165,7 +165,7 @@ def worker_uid(scratch_parent: Path) -> tuple[int | None, str]:
         return None, "the grader does not run as root (the worker keeps the grader's uid)"
     if "uid" in disabled_layers():
         return None, "switched off (COURSE_SANDBOX_DISABLE)"
-    needed = [Path(sys.executable).resolve(), Path(sys.prefix), Path(sys.base_prefix),
+    needed = [Path(sys.executable), Path(sys.prefix), Path(sys.base_prefix),
               *[Path(p) for p in site.getsitepackages()], PACKAGE_DIR, data_dir(),
               scratch_parent]
     blocked = [p for p in needed if p.exists() and not readable_by_others(p)]
