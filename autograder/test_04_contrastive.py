@@ -16,6 +16,7 @@ losses stand in for the notebook's (STAND_INS).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 
@@ -74,18 +75,32 @@ def reference_autoencoder(dim_in: int) -> nn.Module:
     return model
 
 
-#: The grader's losses standing in for the notebook's while its training loop runs (with
-#: their gradients, so the loop's backward() flows through them): the loop is judged on its
-#: own, and a mistake in a loss is charged in that loss's tests only.
-STAND_INS = {
-    "contrastive_loss": differentiable(
-        lambda z, z_neg, tau=0.5: ref_contrastive(z, z_neg, tau).to(z.dtype)),
-    "all_pairs_loss": differentiable(
-        lambda z, y, tau=0.5: None if bool((y == y[0]).all())
-        else ref_all_pairs(z, y, tau).to(z.dtype)),
-    "nt_xent_loss": differentiable(
-        lambda z1, z2, tau=0.5: ref_nt_xent(z1, z2, tau).to(z1.dtype)),
+#: The grader's losses, as the notebook's signatures (tau defaults to 0.5 in each).
+REFERENCE_LOSSES = {
+    "contrastive_loss": lambda z, z_neg, tau=0.5: ref_contrastive(z, z_neg, tau).to(z.dtype),
+    "all_pairs_loss": lambda z, y, tau=0.5: None if bool((y == y[0]).all())
+    else ref_all_pairs(z, y, tau).to(z.dtype),
+    "nt_xent_loss": lambda z1, z2, tau=0.5: ref_nt_xent(z1, z2, tau).to(z1.dtype),
 }
+
+
+def stand_ins(taus: list | None = None) -> dict:
+    """The grader's losses standing in for the notebook's while its training loop runs (with
+    their gradients, so the loop's backward() flows through them): the loop is judged on its
+    own, and a mistake in a loss is charged in that loss's tests only. ``taus`` collects the
+    (loss, tau) of every call."""
+    def recording(name: str, fn):
+        def call(*args, **kwargs):
+            bound = inspect.signature(fn).bind(*args, **kwargs)
+            bound.apply_defaults()
+            if taus is not None:
+                taus.append((name, bound.arguments["tau"]))
+            return fn(*args, **kwargs)
+        return call
+    return {name: differentiable(recording(name, fn)) for name, fn in REFERENCE_LOSSES.items()}
+
+
+STAND_INS = stand_ins()
 
 
 def grader_start(submission, model: Remote, dim_in: int, seed: int) -> dict:
@@ -420,7 +435,7 @@ def _matches(moved: torch.Tensor, want: torch.Tensor) -> bool:
     return float((moved - want).norm()) <= 2e-3 * float(want.norm()) + 1e-7
 
 
-@points(1.5, cell="test_train_with_contrastive")
+@points(1, cell="test_train_with_contrastive")
 def test_train_weight_zero_is_a_plain_autoencoder_step(submission):
     """train_with_contrastive: with weight 0 the optimiser step is the reconstruction's alone"""
     init, after, (rec, _) = _one_sgd_step(submission, 0.0, "all", seed=1)
@@ -433,7 +448,7 @@ def test_train_weight_zero_is_a_plain_autoencoder_step(submission):
            "one step should record one reconstruction loss (a Python float)")
 
 
-@points(1.5, cell="test_train_with_contrastive")
+@points(1, cell="test_train_with_contrastive")
 def test_train_all_pairs_step(submission):
     """train_with_contrastive: mode "all" takes the step of MSE + weight * all_pairs_loss"""
     init, after, (rec, con) = _one_sgd_step(submission, 0.5, "all", seed=2)
@@ -466,6 +481,53 @@ def test_train_one_pair_step(submission):
     expect(any(_matches(moved, want) for want in _displacements(init, 2.0, terms)),
            "with mode='pair' and weight=2.0, one step should minimise MSE + 2.0 * "
            "contrastive_loss of the codes of two distinct classes (negative_pairs)")
+
+
+@points(0.5, cell="test_train_with_contrastive")
+def test_train_passes_tau_to_the_loss(submission, mnist_train):
+    """train_with_contrastive: tau is the temperature of the contrastive loss, every mode"""
+    X, y = mnist_train[0][:200], mnist_train[1][:200]  # one batch with every digit in it
+    for mode in ("pair", "all", "nt_xent"):
+        taus: list = []
+        model = submission.call("AutoEncoder", 784)
+        submission.call("train_with_contrastive", model, X, y, 1, weight=1.0, tau=0.3,
+                        mode=mode, batch_size=len(X), seed=0, stand_in=stand_ins(taus))
+        expect(taus, f"mode {mode!r} called none of the notebook's contrastive losses")
+        wrong = [(name, tau) for name, tau in taus if not (isinstance(tau, int | float)
+                                                         and abs(tau - 0.3) < 1e-12)]
+        expect(not wrong, f"with tau=0.3, mode {mode!r} called {wrong[0][0]} with tau="
+               f"{str(wrong[0][1])[:40]}: pass train_with_contrastive's tau on to the loss"
+               if wrong else "")
+
+
+def _seeded_losses(submission, X, y, seed: int, global_seed: int) -> list:
+    """Recorded losses of two epochs of mode "all" from the grader's start, the global RNG
+    seeded with ``global_seed`` just before the call."""
+    submission.call(Ref("torch.manual_seed"), 0)
+    model = submission.call("AutoEncoder", DIM)
+    grader_start(submission, model, DIM, 7)
+    submission.call(Ref("torch.manual_seed"), global_seed)
+    out = submission.call("train_with_contrastive", model, X, y, 2, weight=1.0, mode="all",
+                          batch_size=16, seed=seed, stand_in=STAND_INS)
+    expect(isinstance(out, tuple | list) and len(out) == 2 and isinstance(out[0], list),
+           "train_with_contrastive should return (recon_losses, contrastive_losses)")
+    return list(out[0]) + list(out[1])
+
+
+@points(0.5, cell="test_train_with_contrastive")
+def test_train_is_seeded_by_seed_alone(submission):
+    """train_with_contrastive: seed seeds the one torch.Generator behind the shuffle; nothing depends on torch's global random state"""
+    X, y = _class_copies()
+    a = _seeded_losses(submission, X, y, seed=1, global_seed=11)
+    b = _seeded_losses(submission, X, y, seed=1, global_seed=12)
+    expect(len(a) == len(b) and all(math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9)
+                                    for u, v in zip(a, b)),
+           "two runs with the same seed but a different global torch seed took different "
+           "steps: shuffle with a torch.Generator seeded with seed, not torch's global RNG")
+    c = _seeded_losses(submission, X, y, seed=2, global_seed=11)
+    expect(len(a) == len(c) and any(not math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9)
+                                    for u, v in zip(a, c)),
+           "seed=1 and seed=2 shuffled the data the same way: seed the generator with seed")
 
 
 # -- train_with_contrastive: training runs --------------------------------------------------
