@@ -26,12 +26,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from course.grading.checks import (
+    best_seconds,
     expect,
     expect_close,
     expect_device,
     expect_finite,
     expect_tensor,
     points,
+    unseen_generator,
 )
 from course.grading.sandbox import differentiable
 from course.grading.session import Ref, Remote, StudentFailure
@@ -311,7 +313,7 @@ def test_negative_pairs_missing_class(submission):
 
 
 # -- all_pairs_loss -------------------------------------------------------------------------
-@points(2, cell="test_all_pairs_loss")
+@points(1.5, cell="test_all_pairs_loss")
 def test_all_pairs_loss_matches_reference(submission, device):
     """all_pairs_loss: the per-pair loss averaged over every pair of different labels"""
     z = codes(128, 12, 31)
@@ -345,6 +347,29 @@ def test_all_pairs_loss_edge_cases(submission):
     expect(close(a, b), "all_pairs_loss changed when the codes were rescaled: normalise them")
     expect(submission.call("all_pairs_loss", z, torch.full((60,), 3)) is None,
            "all_pairs_loss with a single class in the batch should return None")
+
+
+@points(0.5, cell="test_all_pairs_loss")
+def test_all_pairs_loss_without_loops(submission):
+    """all_pairs_loss: no Python loop over pairs (a batch of 1,024 codes takes a fraction of a second)"""
+    g = unseen_generator()  # drawn now: no answer computed in an untimed cell can match
+    z = torch.randn(1024, 50, generator=g)
+    y = torch.randint(0, 10, (1024,), generator=g)
+    submission.call("all_pairs_loss", z[:16], y[:16])  # warm-up
+    # best of 5; idle, the reference takes ~10 ms and a loop over the ~940,000 pairs minutes
+    ref_s = best_seconds(lambda: ref_all_pairs(z, y, 0.5), repeats=5)
+    try:
+        r = submission.call_info("all_pairs_loss", z, y, timeout=30)
+    except StudentFailure as failure:
+        expect("did not finish" not in str(failure), "all_pairs_loss did not finish within 30 s "
+               "for 1,024 codes: compute every cosine similarity at once (normalised z @ z.T) "
+               "and mask the pairs of equal labels, no Python loop over pairs")
+        raise
+    scalar(r.value, "all_pairs_loss(z, y)")
+    bound = max(1.5, 20 * ref_s)
+    expect(r.seconds <= bound, f"all_pairs_loss took {r.seconds:.2f} s for 1,024 codes "
+           f"(allowed {bound:.2f} s): compute every cosine similarity at once (normalised "
+           "z @ z.T) and mask the pairs of equal labels, no Python loop over pairs")
 
 
 # -- nt_xent_loss ---------------------------------------------------------------------------
