@@ -572,7 +572,9 @@ def _autoencoder_parts(submission, *args, **kwargs) -> tuple[Remote, Remote, Rem
 
 
 def _check_against_reference(submission, dim_in: int, act: type[nn.Module], act_arg: object,
-                             what: str) -> None:
+                             what: str, through_forward: bool = True) -> None:
+    """The student's encoder and, through forward or the decoder alone, the output equal the
+    grader's copy holding the same weights."""
     kwargs = {} if act_arg is None else {"act_func": act_arg}
     model, enc_r, dec_r = _autoencoder_parts(submission, dim_in, **kwargs)
     encoder, decoder = reference_autoencoder(dim_in, act)
@@ -583,7 +585,12 @@ def _check_against_reference(submission, dim_in: int, act: type[nn.Module], act_
         z_want = encoder(x)
         out_want = decoder(z_want)
     expect_close(submission.call(enc_r, x), z_want, f"{what}.encoder(x)", rtol=1e-4, atol=1e-5)
-    expect_close(submission.call(model, x), out_want, f"{what}(x)", rtol=1e-4, atol=1e-5)
+    expect_close(submission.call(dec_r, z_want), out_want, f"{what}.decoder(z)",
+                 rtol=1e-4, atol=1e-5)
+    if through_forward:  # encoder and decoder are right here: what is left is forward
+        expect_close(submission.call(model, x), out_want, f"{what}(x)", rtol=1e-4, atol=1e-5,
+                     hint="the encoder and the decoder are right: forward should return "
+                     "decoder(encoder(x)), nothing added")
 
 
 @points(1, cell="test_autoencoder")
@@ -622,9 +629,9 @@ def test_autoencoder_matches_specification(submission):
 
 @points(1, cell="test_autoencoder")
 def test_autoencoder_act_func(submission):
-    """AutoEncoder: act_func is used for every activation (checked with nn.Tanh)"""
+    """AutoEncoder: act_func is used for every activation (checked with nn.Tanh, through the encoder and the decoder, not forward)"""
     _check_against_reference(submission, 64, nn.Tanh, Ref("torch.nn.Tanh"),
-                             "AutoEncoder(64, act_func=nn.Tanh)")
+                             "AutoEncoder(64, act_func=nn.Tanh)", through_forward=False)
 
 
 # -- ConvAutoencoder ------------------------------------------------------------------------
