@@ -525,6 +525,27 @@ def test_train_passes_tau_to_the_loss(submission, mnist_train):
                if wrong else "")
 
 
+@points(0.5, cell="test_train_with_contrastive")
+def test_train_default_optimizer_is_adam_with_lr(submission):
+    """train_with_contrastive: optimizer=None takes Adam's first step with the given lr (every weight with a gradient moves by about lr, none by more)"""
+    submission.call(Ref("torch.manual_seed"), 4)
+    model = submission.call("AutoEncoder", DIM)
+    init = grader_start(submission, model, DIM, 4)
+    X, y = _class_copies()
+    lr = 4e-3  # four times Adam's default, so a loop that drops lr is told apart
+    submission.call("train_with_contrastive", model, X, y, 1, weight=1.0, mode="all",
+                    batch_size=len(X), lr=lr, seed=4, stand_in=STAND_INS)
+    step = _moved(init, submission.method(model, "state_dict")).abs()
+    # Adam's first step moves each weight by lr * |g| / (|g| + 1e-8): lr where g is not tiny
+    biggest = float(step.max())
+    expect(biggest <= lr * 1.001, f"with optimizer=None and lr={lr} a weight moved by "
+           f"{biggest:.2g} in one step, more than lr: the default is "
+           "torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-8)")
+    expect(biggest >= lr * 0.9, f"with optimizer=None and lr={lr} no weight moved by more than "
+           f"{biggest:.2g} in one step, where Adam's first step moves them by about lr: pass "
+           "lr to the default torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-8)")
+
+
 def _seeded_losses(submission, X, y, seed: int, global_seed: int) -> list:
     """Recorded losses of two epochs of mode "all" from the grader's start, the global RNG
     seeded with ``global_seed`` just before the call."""
@@ -655,7 +676,7 @@ def test_train_combined_loss_decreases(contrastive_run, mnist_train):
            f"{before:.4f} to {after:.4f} in training: a correct loop cuts it further")
 
 
-@points(2, cell="test_train_with_contrastive")
+@points(1.5, cell="test_train_with_contrastive")
 def test_contrastive_codes_beat_plain_autoencoder(contrastive_run, mnist_train, mnist_test):
     """train_with_contrastive: all-pairs codes classify better than a plain autoencoder's"""
     init, _, trained = contrastive_run
