@@ -226,8 +226,7 @@ def _draws(submission, seed: int, n: int) -> list[tuple[int, int]]:
     expect(isinstance(g, Remote), "could not create a torch.Generator in the notebook")
     submission.method(g, "manual_seed", seed)
     out = []
-    for _ in range(n):
-        pair = submission.call("sample_class_pair", g, device="cpu")
+    for pair in submission.call_repeated("sample_class_pair", n, g, device="cpu"):
         ok = (isinstance(pair, tuple | list) and len(pair) == 2
               and all(isinstance(a, int) and not isinstance(a, bool) for a in pair))
         expect(ok, f"sample_class_pair should return two Python ints (a1, a2), got {pair!r:.80}")

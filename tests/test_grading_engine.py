@@ -133,6 +133,28 @@ def test_calls_return_data_and_remote_objects(tmp_path, release):
         sub.close()
 
 
+def test_repeated_calls_run_in_one_request(tmp_path, release):
+    """call_repeated: n calls of the notebook's function in the worker, one round trip; the
+    state they share moves on call by call, and a failure in any of them is the call's."""
+    counter = ("import torch\nSEEN = []\ndef double(x):\n    SEEN.append(1)\n"
+               "    if len(SEEN) > 7:\n        raise ValueError('eighth call')\n"
+               "    return len(SEEN)\n")
+    sub = submission(tmp_path, release, counter)
+    try:
+        sub.call("double", 0)
+        requests = []
+        real = sub._request
+        sub._request = lambda *a, **k: requests.append(a[0]) or real(*a, **k)
+        assert sub.call_repeated("double", 5, 0) == [2, 3, 4, 5, 6]
+        assert len(requests) == 1
+        with pytest.raises(StudentFailure, match="eighth call"):
+            sub.call_repeated("double", 3, 0)
+        with pytest.raises(ValueError):
+            sub.call_repeated("double", 0, 0)
+    finally:
+        sub.close()
+
+
 def test_stub_missing_name_and_exceptions_have_one_line_messages(tmp_path, release):
     sub = submission(tmp_path, release, STUB + "\n\ndef boom():\n    return 1 / 0\n")
     try:

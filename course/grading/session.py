@@ -202,6 +202,20 @@ class Submission:
                "device": device or self.device}
         return self._request(what, msg, timeout, stand_in=stand_in)
 
+    def call_repeated(self, target: str | Remote | Ref, n: int, *args: Any,
+                      timeout: float | None = None, device: str | None = None,
+                      **kwargs: Any) -> list:
+        """Call ``target`` ``n`` times with the same arguments in one request (a sampler's
+        draws, say): the list of its ``n`` results, without ``n`` round trips."""
+        if not 1 <= n <= 100_000:
+            raise ValueError(f"n must be in 1..100000, got {n}")
+        msg = {"op": "call", "target": target, "args": args, "kwargs": kwargs,
+               "device": device or self.device, "repeat": int(n)}
+        value = self._request(f"{_label(target)}(...)", msg, timeout).value
+        if not (isinstance(value, list) and len(value) == n):
+            raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
+        return value
+
     def call_echo(self, target: str, *args: Any, timeout: float | None = None,
                   **kwargs: Any) -> tuple[Any, tuple]:
         """Call ``target`` and also get back its positional arguments as the call left them:

@@ -96,6 +96,8 @@ def error_reply(exc: BaseException, kind: str = "exception") -> dict:
 
 
 #: Most calls of forwarded names one request may make (each is a round trip to the grader).
+#: The most calls one ``repeat`` request makes (Session.call_repeated).
+MAX_REPEAT = 100_000
 MAX_FORWARDED_CALLS = 100_000
 
 
@@ -206,6 +208,10 @@ class Worker:
         try:
             self.ns.update({n: self._forwarder(n, device) for n in forward})
             with torch.enable_grad() if wrt is not None else contextlib.nullcontext():
+                repeat = msg.get("repeat")
+                if repeat is not None:  # n calls in one request: a list of their results
+                    return self.value_reply([fn(*args, **kwargs)
+                                             for _ in range(min(int(repeat), MAX_REPEAT))])
                 out = fn(*args, **kwargs)
                 if wrt is not None:
                     return self.value_reply((out, _grad_of(out, args[int(wrt)])))
