@@ -570,12 +570,12 @@ def test_train_is_seeded_by_seed_alone(submission):
     a = _seeded_losses(submission, X, y, seed=1, global_seed=11)
     b = _seeded_losses(submission, X, y, seed=1, global_seed=12)
     expect(len(a) == len(b) and all(math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9)
-                                    for u, v in zip(a, b)),
+                                    for u, v in zip(a, b, strict=False)),
            "two runs with the same seed but a different global torch seed took different "
            "steps: shuffle with a torch.Generator seeded with seed, not torch's global RNG")
     c = _seeded_losses(submission, X, y, seed=2, global_seed=11)
     expect(len(a) == len(c) and any(not math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9)
-                                    for u, v in zip(a, c)),
+                                    for u, v in zip(a, c, strict=False)),
            "seed=1 and seed=2 shuffled the data the same way: seed the generator with seed")
 
 

@@ -171,3 +171,33 @@ def test_busy_share_sees_a_crowded_core():
         assert cputime.machine_busy(before, {core})
     idle_core_share = cputime.busy_share(cputime.cpu_ticks(), {core})
     assert idle_core_share is None or idle_core_share <= 1.0
+
+
+def test_quick_descendants_match_the_full_scan():
+    """The children-file walk that times each request finds the same processes as the scan
+    of every /proc entry: children, grandchildren, and threads' children."""
+    from course.grading.reaper import descendants
+
+    code = ("import subprocess, sys, threading, time\n"
+            "procs = [subprocess.Popen([sys.executable, '-c', "
+            "'import subprocess, sys, time; subprocess.Popen([\"sleep\", \"30\"]); "
+            "time.sleep(30)'])]\n"
+            "threading.Thread(target=lambda: procs.append(subprocess.Popen(['sleep', '30'])))"
+            ".start()\n"
+            "time.sleep(30)\n")
+    root = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while len(descendants(root.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        full = sorted(descendants(root.pid))
+        assert len(full) == 3
+        assert sorted(descendants(root.pid, quick=True)) == full
+    finally:
+        for pid in descendants(root.pid):
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        root.kill()
+        root.wait()

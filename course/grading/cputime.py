@@ -56,7 +56,7 @@ def tree_seconds(root: int) -> float | None:
     if own is None:
         return None
     total = own[2]
-    for pid in descendants(root):
+    for pid in descendants(root, quick=True):
         got = _stat(str(pid))
         if got is not None:  # gone meanwhile: its time is in its parent's reaped share
             total += got[1] + got[2]
