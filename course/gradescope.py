@@ -75,7 +75,8 @@ mkdir -p "$ROOT/results" && chmod 700 "$ROOT/results"
 if [ "$(id -u)" = 0 ] && id -u "$STUDENT" >/dev/null 2>&1; then
     export COURSE_WORKER_UID="$(id -u "$STUDENT")"
 fi
-exec "$ROOT/venv/bin/python" -m course.gradescope run {assignment} --root "$ROOT"
+# -P: the installed package, never a `course` folder that happens to be the working directory
+exec "$ROOT/venv/bin/python" -P -m course.gradescope run {assignment} --root "$ROOT"
 """
 
 

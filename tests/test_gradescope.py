@@ -42,11 +42,11 @@ def test_zip_is_reproducible(bundle, tmp_path):
     assert again.read_bytes() == bundle.read_bytes()
 
 
-def run_autograder(root: Path, **extra_env: str) -> dict:
+def run_autograder(root: Path, cwd: Path | None = None, **extra_env: str) -> dict:
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_DATA": str(data_dir()),
            **extra_env}
     subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env, check=True,
-                   capture_output=True, timeout=600)
+                   capture_output=True, timeout=600, cwd=cwd)
     return json.loads((root / "results" / "results.json").read_text())
 
 
@@ -249,7 +249,10 @@ def test_run_autograder_hands_student_code_its_own_uid(gradescope_root):
     part of the notebook gets full marks."""
     sub = gradescope_root / "submission"
     write_notebook(_hostile_reference(gradescope_root), sub / f"{ASSIGNMENT}.ipynb")
-    res = run_autograder(gradescope_root, COURSE_SANDBOX_DISABLE="unshare,cgroups",
+    # started from inside the bundle (Gradescope does not say from where): its `course` folder,
+    # unreadable to the student's uid, must not be the package the grader imports
+    res = run_autograder(gradescope_root, cwd=gradescope_root / "source" / gradescope.BUNDLE,
+                         COURSE_SANDBOX_DISABLE="unshare,cgroups",
                          COURSE_STUDENT_USER="nobody", COURSE_DATA=str(gradescope_root / "data"))
     layers = res["extra_data"]["isolation"]["layers"]
     nobody = subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True,
@@ -279,9 +282,10 @@ def test_the_uid_alone_keeps_the_bundle_and_the_venv_from_student_code(gradescop
            "COURSE_WORKER_UID": subprocess.run(["id", "-u", "nobody"], capture_output=True,
                                                text=True, check=True).stdout.strip()}
     out = tmp_path / "out"
-    proc = subprocess.run([str(gradescope_root / "venv" / "bin" / "python"), "-c", GRADE_ONE,
-                           str(nb), ASSIGNMENT, str(out)], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=gradescope_root)
+    proc = subprocess.run([str(gradescope_root / "venv" / "bin" / "python"), "-P", "-c",
+                           GRADE_ONE, str(nb), ASSIGNMENT, str(out)], env=env,
+                          capture_output=True, text=True, timeout=600,
+                          cwd=gradescope_root / "source" / gradescope.BUNDLE)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(proc.stdout.splitlines()[-1])
     leaked = "LEAK" in json.dumps(res)
