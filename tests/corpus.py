@@ -65,8 +65,9 @@ AFTER_TRAIN_AE = {"test_linear_autoencoder_layout", "test_linear_autoencoder_for
                   "test_autoencoder_layout", "test_autoencoder_parameter_count",
                   "test_autoencoder_matches_specification", "test_autoencoder_act_func",
                   "test_conv_autoencoder_layout", "test_conv_autoencoder_learns"}
-AE_FORWARD = {"test_autoencoder_layout", "test_autoencoder_matches_specification",
-              "test_autoencoder_act_func"}
+#: A fault in AutoEncoder.forward alone (test_autoencoder_act_func calls the encoder and the
+#: decoder, not forward).
+AE_FORWARD = {"test_autoencoder_layout", "test_autoencoder_matches_specification"}
 
 
 @dataclass
