@@ -1,5 +1,3 @@
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +16,7 @@ def train_with_contrastive(model, X, y, n_epochs, weight=1.0, tau=0.5, mode="pai
     gen.manual_seed(seed)
     recon_log, term_log = [], []
     model.train()
-    for epoch in range(n_epochs):
+    for _ in range(n_epochs):
         order = torch.randperm(len(X), generator=gen).to(X.device)
         for start in range(0, len(X), batch_size):
             idx = order[start:start + batch_size]
@@ -41,5 +39,4 @@ def train_with_contrastive(model, X, y, n_epochs, weight=1.0, tau=0.5, mode="pai
             optimizer.step()
             recon_log.append(recon.detach().item())
             term_log.append(0.0 if term is None else term.detach().item())
-        print(f"epoch {epoch + 1}/{n_epochs}: recon {sum(recon_log[-math.ceil(len(X) / batch_size):]):.3f}")
     return recon_log, term_log
