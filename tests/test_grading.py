@@ -226,8 +226,9 @@ def leaked_values(text: str, recorded: list[torch.Tensor]) -> list[str]:
     """Recorded values that ``text`` prints, in any format (repr, f"{v:.4f}", f"{v:.3g}",
     scientific, str(tensor), tolist()). A number counts when it is a small tensor's entry
     (8 or fewer non-integer entries, e.g. a scalar), when it has at least 6 significant
-    digits, or when two numbers in a row are two neighbouring entries of one tensor (what
-    printing a tensor or a list shows); integers (counts, labels, sizes) are ignored."""
+    digits, or when numbers in a row are neighbouring entries of one tensor (what printing a
+    tensor or a list shows) and a run that long is unlikely by chance (in a tensor of
+    millions of entries, "1.25, 1.25" finds neighbours anyway); integers are ignored."""
     numbers = printed_numbers(text)
     found = []
     for values in recorded:
@@ -245,9 +246,19 @@ def leaked_values(text: str, recorded: list[torch.Tensor]) -> list[str]:
             hits.append(idx)
             if idx and (small or digits >= 6):
                 found.append(shown)
+        n = max(len(order), 1)
         for j in range(len(numbers) - 1):
-            if any(i + 1 in hits[j + 1] for i in hits[j]):
-                found.append(f"{numbers[j][0]}, {numbers[j + 1][0]}")
+            # a run of printed numbers that are consecutive entries; it counts once a run that
+            # long would match by chance less than once in a thousand tensors this size
+            run, chance = hits[j], float(len(hits[j]))
+            for k in range(j + 1, min(j + 8, len(numbers))):
+                run = {i + 1 for i in run} & hits[k]
+                chance *= len(hits[k]) / n
+                if not run:
+                    break
+                if chance < 1e-3:
+                    found.append(", ".join(shown for shown, *_ in numbers[j:k + 1]))
+                    break
     return found
 
 
@@ -293,6 +304,11 @@ def test_leak_detector_finds_printed_reference_values():
                  f"accuracy {scalar.item():.3g}", f"got 0.1, want {scalar}",
                  f"row {big[5, :3].numpy()}", f"{big[1, 1].item():.6e}"):
         assert leaked_values(text, rec), text
+    huge = torch.randn(4_000_000, generator=g, dtype=torch.float64)
+    assert not leaked_values("1.25 / 1.25 points; 1.25, 1.25, 0.750", [huge])
+    for text in (f"{huge[:6]}", ", ".join(f"{v:.3g}" for v in huge[100:108].tolist()),
+                 f"{huge[7:9].tolist()}"):
+        assert leaked_values(text, [huge]), text
 
 
 def test_solution_and_test_lines_are_found():
