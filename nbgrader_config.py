@@ -6,10 +6,29 @@ root. Paths below are relative to the course root, which nbgrader takes to be th
 directory.
 """
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+import os
+import sys
+from pathlib import Path
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    GetGrades,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from course.grading.nbgrader_bridge import SandboxAutograde, keep_release_on_failure
 
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
+
+# nbgrader runs the `alembic` executable by name (`nbgrader db ...`, a new gradebook): put this
+# Python's bin/ first on PATH so `.venv/bin/nbgrader ...` works from an inactive venv.
+_bin = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _bin:
+    os.environ["PATH"] = os.pathsep.join([_bin, os.environ.get("PATH", "")])
 
 # --- where things live -------------------------------------------------------------------
 c.CourseDirectory.course_id = "unsupervised-learning"
@@ -30,7 +49,32 @@ c.IncludeHeaderFooter.header = "source/header.ipynb"
 c.ClearSolutions.code_stub = {"python": "# your code here\nraise NotImplementedError"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# --- execution (autograde, validate) -----------------------------------------------------
+# --- exchange and export ------------------------------------------------------------------
+# nbgrader's exchange (release_assignment / collect on a shared server): a folder of this
+# course folder (git-ignored) unless the instructor points it at a shared one.
+c.Exchange.root = "exchange"
+# `nbgrader export` writes here (git-ignored), not to grades.csv at the root.
+c.CsvExportPlugin.to = "grades/nbgrader-export.csv"
+
+# --- autograde: the course grader, never the notebook in a kernel ---------------------------
+# `nbgrader autograde` and the formgrader's Autograde button run these after sanitizing the
+# submission. SandboxAutograde replaces nbgrader's Execute: it grades the submission exactly as
+# `course grade --class` does (hidden tests, sandboxed worker, results in grades/<id>/<student>/)
+# and writes each grade cell's hidden-test lines and score into the autograded notebook;
+# SaveAutoGrades stores those scores. No student code runs in nbgrader's own process or kernel.
+c.Autograde.autograde_preprocessors = [
+    SandboxAutograde, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata,
+]
+# Device, CPU-time budget and the weak-isolation opt-in, as `course grade` takes them.
+c.SandboxAutograde.device = "cpu"
+c.SandboxAutograde.budget = 900.0
+c.SandboxAutograde.allow_weak_isolation = False
+
+# A failed `nbgrader generate_assignment --force` deletes release/<id>/ (committed): put it back.
+keep_release_on_failure()
+
+# --- execution (validate, and anything else that runs the notebook) ------------------------
 # nbgrader's default is 30 s per cell, far too short for k-means or training on MNIST on a
 # laptop CPU. A hung cell is interrupted (and reported) rather than killing the whole run.
 c.Execute.timeout = 600
@@ -38,17 +82,6 @@ c.Execute.interrupt_on_timeout = True
 # The same for anything that uses nbconvert's executor with this configuration.
 c.ExecutePreprocessor.timeout = 600
 c.ExecutePreprocessor.interrupt_on_timeout = True
-
-# --- stderr that is not an error ---------------------------------------------------------
-# nbgrader gives a grade cell zero points if it has ANY stderr output, and PyTorch, NumPy and
-# matplotlib write harmless warnings there. IgnorePattern (run by autograde right after
-# execution) drops each stderr output whose text matches this regex. It is disabled by
-# default, so it must be enabled as well as given a pattern. Matched: Python warnings
-# ("file.py:12: UserWarning: ..."), PyTorch's C++ warnings ("[W1124 10:00:00...] ...") and tqdm
-# progress bars (" 40%|####"). A real failure is an exception, i.e. an `error` output, which
-# this never touches.
-c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = r"(?m)\w*Warning: |^\[W\d{4} |\d+%\|"
 
 # --- feedback ----------------------------------------------------------------------------
 # nbgrader's feedback HTML shows hidden test code unless ClearHiddenTests runs first.

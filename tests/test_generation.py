@@ -293,25 +293,6 @@ def _nbgrader_config():
     return PyFileConfigLoader("nbgrader_config.py", path=str(REPO)).load_config()
 
 
-def test_config_ignore_pattern_drops_warnings_but_keeps_other_stderr() -> None:
-    from nbformat.v4 import new_code_cell, new_output
-    from nbgrader.preprocessors import IgnorePattern
-
-    pre = IgnorePattern(config=_nbgrader_config())
-    assert pre.enabled
-    warning = "/x/torch/nn/modules.py:12: UserWarning: something is deprecated\n  warnings.warn(\n"
-    kept = "my own message on stderr\n"
-    cell = new_code_cell("pass", outputs=[
-        new_output("stream", name="stderr", text=warning),
-        new_output("stream", name="stderr", text="[W1124 10:00:00.000000 42 Module.cpp:1] Warning: slow\n"),
-        new_output("stream", name="stderr", text=" 40%|####      | 4/10 [00:01<00:02]\r"),
-        new_output("stream", name="stderr", text=kept),
-        new_output("stream", name="stdout", text="UserWarning: on stdout stays\n"),
-    ])
-    cell, _ = pre.preprocess_cell(cell, {}, 0)
-    assert [o.text for o in cell.outputs] == [kept, "UserWarning: on stdout stays\n"]
-
-
 def test_config_feedback_hides_hidden_tests_and_names_folders() -> None:
     from nbgrader.preprocessors import ClearHiddenTests
 
