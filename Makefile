@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast data release solutions check grade lint lock clean
+.PHONY: help venv demo test test-fast data release solutions check grade lint lock clean browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,11 @@ data: $(STAMP)  ## stage MNIST into data/MNIST/raw (download, or FROM=DIR for a 
 
 demo: $(STAMP)  ## end-to-end demo: release from source, grade the demo submissions, print grades
 	$(BIN)/python -m course.demo
+
+browser:  ## install Debian's chromium and chromium-driver (the browser tests; needs root)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }
 
 test: $(STAMP)  ## run every test of the bundle (what CI runs)
 	$(BIN)/python -m pytest -q

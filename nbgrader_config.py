@@ -53,6 +53,10 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # nbgrader's exchange (release_assignment / collect on a shared server): a folder of this
 # course folder (git-ignored) unless the instructor points it at a shared one.
 c.Exchange.root = "exchange"
+try:  # the formgrader reports a missing exchange as "Unwritable directory" on every page
+    os.makedirs(c.Exchange.root, exist_ok=True)
+except OSError:
+    pass
 # `nbgrader export` writes here (git-ignored), not to grades.csv at the root.
 c.CsvExportPlugin.to = "grades/nbgrader-export.csv"
 

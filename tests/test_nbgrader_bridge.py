@@ -30,13 +30,25 @@ A = "01_kmeans"
 BIN = Path(sys.executable).parent
 
 
-def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`.venv/bin/nbgrader ARGS` from the repository (its nbgrader_config.py), course root
-    ``root``, with a PATH that holds no venv (as from a shell where it is not activated)."""
+def inactive_env() -> dict[str, str]:
+    """The environment of a shell where the venv is not activated (none of it on PATH)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.update(PATH="/usr/bin:/bin", JUPYTER_NO_CONFIG="1")
-    proc = subprocess.run([str(BIN / "nbgrader"), *args, f"--CourseDirectory.root={root}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    return env
+
+
+def new_course(root: Path) -> Path:
+    """A course folder: the repository's nbgrader_config.py and source/ (linked)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "source").symlink_to(ROOT / "source")
+    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    return root
+
+
+def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`.venv/bin/nbgrader ARGS` in the course folder ``root``, venv inactive."""
+    proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=root, env=inactive_env(),
+                          capture_output=True, text=True, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}"
                              f"\n{proc.stderr[-3000:]}")
@@ -127,8 +139,7 @@ def test_config_puts_the_course_grader_in_place_of_execute():
 @pytest.fixture(scope="module")
 def course_dir(tmp_path_factory) -> Path:
     """A course folder: generated (the gradebook registers the assignment), two students."""
-    root = tmp_path_factory.mktemp("nbgrader-course")
-    (root / "source").symlink_to(ROOT / "source")
+    root = new_course(tmp_path_factory.mktemp("nbgrader-course"))
     nbgrader(root, "generate_assignment", A)
     submitted = root / "submitted"
     write_notebook(build_variant(A, ROOT / "demo" / "submissions" / A / "partial"),
@@ -137,13 +148,20 @@ def course_dir(tmp_path_factory) -> Path:
     return root
 
 
-def test_nbgrader_autograde_scores_every_cell_as_course_grade_does(course_dir):
+@pytest.fixture(scope="module")
+def course_grades(course_dir) -> Path:
+    """`course grade --class` of the course folder's students, in a folder of its own."""
+    out = course_dir / "course-grades"
+    subprocess.run([sys.executable, "-m", "course", "grade", "--class", A, "--submitted",
+                    str(course_dir / "submitted"), "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=1800)
+    return out
+
+
+def test_nbgrader_autograde_scores_every_cell_as_course_grade_does(course_dir, course_grades):
     """`course grade --class` (its own results folder) and `nbgrader autograde` (the
     gradebook) agree cell by cell, and nbgrader graded for itself (nothing reused)."""
-    theirs = course_dir / "course-grades"
-    subprocess.run([sys.executable, "-m", "course", "grade", "--class", A, "--submitted",
-                    str(course_dir / "submitted"), "--out", str(theirs)],
-                   check=True, capture_output=True, text=True, timeout=1800)
+    theirs = course_grades
     proc = nbgrader(course_dir, "autograde", A)
     assert "course: grading" in proc.stdout + proc.stderr
     with Gradebook(f"sqlite:///{course_dir / 'gradebook.db'}") as gb:
@@ -203,7 +221,9 @@ def test_a_submission_without_verdict_gets_no_score_not_a_zero(course_dir):
 def test_failed_generation_keeps_the_committed_release(tmp_path):
     """`nbgrader generate_assignment --force` on a broken source: nbgrader deletes the release
     folder it was replacing; the course's config puts it back unchanged."""
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
     (tmp_path / "source" / A).mkdir(parents=True)
+    shutil.copy(ROOT / "source" / "header.ipynb", tmp_path / "source" / "header.ipynb")
     nb = read_notebook(ROOT / "source" / A / f"{A}.ipynb")
     grades = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
     grades[1]["metadata"]["nbgrader"]["grade_id"] = grades[0]["metadata"]["nbgrader"]["grade_id"]
@@ -216,3 +236,121 @@ def test_failed_generation_keeps_the_committed_release(tmp_path):
     assert proc.returncode != 0, "the broken source should fail to generate"
     assert "Removing" in proc.stdout + proc.stderr  # nbgrader did delete it
     assert committed.read_bytes() == before
+
+
+# -- the formgrader, in a real browser -----------------------------------------------------------
+def browser():
+    """Headless Chromium from Debian's packages (`.ci/run` installs them), else a skip (a
+    failure where COURSE_REQUIRE_BROWSER=1, as in CI)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium and chromium-driver are not installed (apt-get install "
+                        "chromium chromium-driver)")
+        pytest.skip("no chromium / chromedriver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+@pytest.fixture
+def jupyter_server(course_dir):
+    """`.venv/bin/jupyter server` in the course folder (nbgrader's formgrader is a server
+    extension), venv inactive; yields its base URL and token."""
+    import secrets
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    log = open(course_dir / "jupyter-server.log", "w")
+    args = [str(BIN / "jupyter"), "server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course_dir}"]
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    env = inactive_env()
+    del env["JUPYTER_NO_CONFIG"]  # it would hide the venv's config that enables the formgrader
+    proc = subprocess.Popen(args, cwd=course_dir, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5)
+                break
+            except OSError:
+                assert proc.poll() is None, (course_dir / "jupyter-server.log").read_text()
+                time.sleep(0.5)
+        yield url, token
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+
+
+def test_formgrader_autograde_button_gives_the_course_grade_score(course_dir, course_grades,
+                                                                   jupyter_server, tmp_path):
+    """An instructor opens Manage Submissions, clicks Autograde (the flash icon) for a partial
+    submission, and reads the score `course grade` gives it; Manual Grading then shows each
+    grade cell's hidden tests, not a visible-test traceback."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, token = jupyter_server
+    student = "clicked"  # the partial notebook again, never graded under this name
+    shutil.copytree(course_dir / "submitted" / "partial", course_dir / "submitted" / student)
+    want = json.loads((course_grades / "partial" / "results.json").read_text())
+    assert 0 < want["score"] < want["max_score"]
+    driver = browser()
+    try:
+        driver.get(f"{url}/tree?token={token}")  # logs in (a cookie), as the lab link does
+        driver.get(f"{url}/formgrader/manage_submissions/{A}")
+
+        def row(d):
+            rows = [r for r in d.find_elements(By.CSS_SELECTOR, "tbody tr")
+                    if student in r.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text]
+            return rows[0] if rows else None
+
+        WebDriverWait(driver, 60).until(row)
+        assert "needs autograding" in row(driver).text
+        row(driver).find_element(By.CSS_SELECTOR, ".autograde a").click()
+        def score(d) -> str:  # the row is blank ("Please wait...") while grading
+            r = row(d)
+            return r.find_element(By.CSS_SELECTOR, ".score").text if r else ""
+
+        WebDriverWait(driver, 1800, poll_frequency=2,
+                      ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: "/" in score(d))
+        shown = score(driver)
+        driver.save_screenshot(str(tmp_path / "manage_submissions.png"))
+        assert shown == f"{want['score']:g} / {want['max_score']:g}", shown
+        modal = driver.find_element(By.CSS_SELECTOR, ".modal-body").text
+        assert "Successfully autograded" in modal
+
+        # Manual Grading of that submission: each grade cell shows its hidden tests
+        driver.get(f"{url}/formgrader/api/submitted_notebooks/{A}/{A}")
+        listed = json.loads(driver.find_element(By.TAG_NAME, "body").text)
+        sid = next(s["id"] for s in listed if s["student"] == student)
+        driver.get(f"{url}/formgrader/submissions/{sid}/")
+        WebDriverWait(driver, 60).until(lambda d: "Student's answer" in d.page_source)
+        page = driver.find_element(By.TAG_NAME, "body").text
+        driver.save_screenshot(str(tmp_path / "manual_grading.png"))
+        for t in want["tests"]:
+            assert t["name"] in page, t["name"]
+        assert "Traceback" not in page
+        # nbgrader's own page loads MathJax from a CDN, which an offline machine cannot reach
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"
+                  and "MathJax" not in e["message"] and "cdnjs" not in e["message"]]
+        assert not errors, errors
+    finally:
+        driver.quit()
