@@ -6,6 +6,7 @@ path with the venv inactive (nothing of it on PATH), as an instructor would."""
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import os
 import re
@@ -37,17 +38,12 @@ def inactive_env() -> dict[str, str]:
     return env
 
 
-def new_course(root: Path) -> Path:
-    """A course folder: the repository's nbgrader_config.py and source/ (linked)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "source").symlink_to(ROOT / "source")
-    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
-    return root
-
-
 def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """`.venv/bin/nbgrader ARGS` in the course folder ``root``, venv inactive."""
-    proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=root, env=inactive_env(),
+    env = inactive_env()
+    if (root / ".git").is_dir():  # a clone: its own code (see in_clone)
+        env.update(PYTHONPATH=str(root), COURSE_DATA=str(ROOT / "data"))
+    proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}"
@@ -136,11 +132,37 @@ def test_config_puts_the_course_grader_in_place_of_execute():
 
 
 # -- end to end --------------------------------------------------------------------------------
+#: The instructor's guide's commands this file runs, as the README writes them.
+GUIDE = ("`.venv/bin/course release <id> --gradebook`", "`nbgrader autograde <id>`",
+         "`nbgrader generate_feedback <id>`", "`nbgrader export`")
+
+
+def in_clone(clone: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A guide command in ``clone``, venv inactive. PYTHONPATH and COURSE_DATA stand in for
+    the clone's own `make install` and `make data` (its code, this repository's MNIST)."""
+    env = {**inactive_env(), "PYTHONPATH": str(clone), "COURSE_DATA": str(ROOT / "data")}
+    proc = subprocess.run(list(cmd), cwd=clone, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
 @pytest.fixture(scope="module")
 def course_dir(tmp_path_factory) -> Path:
-    """A course folder: generated (the gradebook registers the assignment), two students."""
-    root = new_course(tmp_path_factory.mktemp("nbgrader-course"))
-    nbgrader(root, "generate_assignment", A)
+    """A fresh clone of this repository, set up by the README's instructor guide: the
+    assignment registered in its gradebook, two students' submissions collected."""
+    guide = (ROOT / "README.md").read_text()
+    missing = [cmd for cmd in GUIDE if cmd not in guide]
+    assert not missing, f"the README's guide no longer says {missing}: update this test"
+    root = tmp_path_factory.mktemp("fresh") / "course"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(root)], check=True)
+    (root / ".venv").symlink_to(ROOT / ".venv")
+    in_clone(root, ".venv/bin/course", "release", A, "--gradebook")
+    changed = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.split("\n")
+    assert [ln for ln in changed if ln and not ln.endswith(".venv")] == []  # same release
     submitted = root / "submitted"
     write_notebook(build_variant(A, ROOT / "demo" / "submissions" / A / "partial"),
                    submitted / "partial" / A / f"{A}.ipynb")
@@ -152,9 +174,7 @@ def course_dir(tmp_path_factory) -> Path:
 def course_grades(course_dir) -> Path:
     """`course grade --class` of the course folder's students, in a folder of its own."""
     out = course_dir / "course-grades"
-    subprocess.run([sys.executable, "-m", "course", "grade", "--class", A, "--submitted",
-                    str(course_dir / "submitted"), "--out", str(out)],
-                   check=True, capture_output=True, text=True, timeout=1800)
+    in_clone(course_dir, ".venv/bin/course", "grade", "--class", A, "--out", str(out))
     return out
 
 
@@ -177,6 +197,14 @@ def test_nbgrader_autograde_scores_every_cell_as_course_grade_does(course_dir, c
                 assert grade.max_score == pytest.approx(score["max_score"]), (student, cell)
     partial = json.loads((theirs / "partial" / "results.json").read_text())
     assert 0 < partial["score"] < partial["max_score"]  # the case the issue was about
+    # `nbgrader export` (configured to write into git-ignored grades/) has the same totals
+    nbgrader(course_dir, "export")
+    with open(course_dir / "grades" / "nbgrader-export.csv", newline="") as fh:
+        rows = {r["student_id"]: r for r in csv.DictReader(fh) if r["assignment"] == A}
+    for student in ("partial", "untouched"):
+        ref = json.loads((theirs / student / "results.json").read_text())
+        assert float(rows[student]["score"]) == pytest.approx(ref["score"]), student
+        assert float(rows[student]["max_score"]) == pytest.approx(ref["max_score"]), student
 
 
 def test_autograded_notebook_and_feedback_show_the_hidden_tests_not_a_traceback(course_dir):
@@ -277,7 +305,7 @@ def jupyter_server(course_dir):
             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course_dir}"]
     if os.geteuid() == 0:
         args.append("--allow-root")
-    env = inactive_env()
+    env = {**inactive_env(), "PYTHONPATH": str(course_dir), "COURSE_DATA": str(ROOT / "data")}
     del env["JUPYTER_NO_CONFIG"]  # it would hide the venv's config that enables the formgrader
     proc = subprocess.Popen(args, cwd=course_dir, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
