@@ -20,7 +20,11 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from course.grading.nbgrader_bridge import SandboxAutograde, keep_release_on_failure
+from course.grading.nbgrader_bridge import (
+    SandboxAutograde,
+    keep_release_on_failure,
+    refuse_validating_submissions,
+)
 
 c = get_config()  # noqa: F821  (injected by traitlets when nbgrader loads this file)
 
@@ -77,6 +81,9 @@ c.SandboxAutograde.allow_weak_isolation = False
 
 # A failed `nbgrader generate_assignment --force` deletes release/<id>/ (committed): put it back.
 keep_release_on_failure()
+# `nbgrader validate` runs a notebook in a plain kernel: fine for students checking their own
+# work, never for a submission in this course folder (refused, with what to run instead).
+refuse_validating_submissions(Path.cwd())
 
 # --- execution (validate, and anything else that runs the notebook) ------------------------
 # nbgrader's default is 30 s per cell, far too short for k-means or training on MNIST on a

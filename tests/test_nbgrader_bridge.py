@@ -382,3 +382,26 @@ def test_formgrader_autograde_button_gives_the_course_grade_score(course_dir, co
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_nbgrader_validate_refuses_a_submission_but_checks_a_students_own_notebook(tmp_path):
+    """`nbgrader validate` runs the notebook in a plain kernel: in the course folder, a
+    notebook under submitted/ is refused before any of its code runs; the same notebook
+    elsewhere (a student checking their own work) is run as nbgrader always did."""
+    root = tmp_path / "course"
+    root.mkdir()
+    shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    canary = tmp_path / "ran"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        f"open({str(canary)!r}, 'w').write('student code ran')")])
+    inside = root / "submitted" / "eve" / A / f"{A}.ipynb"
+    outside = root / "mine" / f"{A}.ipynb"
+    for path in (inside, outside):
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+    proc = nbgrader(root, "validate", str(inside.relative_to(root)), check=False)
+    assert proc.returncode != 0 and not canary.exists()
+    said = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "unsandboxed" in ln]
+    assert said and "course grade" in said[0], proc.stdout + proc.stderr
+    nbgrader(root, "validate", str(outside.relative_to(root)), check=False)
+    assert canary.read_text() == "student code ran"  # the refusal above was the guard's

@@ -8,7 +8,8 @@ notebook gets, as its output, one line per hidden test of that cell (name, point
 message) and its score as an ``execute_result``, which nbgrader's ``SaveAutoGrades`` reads as
 the cell's partial credit. A submission that gets no verdict raises: nbgrader records no score
 (never a zero). :func:`keep_release_on_failure` stops ``nbgrader generate_assignment --force``
-from deleting the committed release when generation fails.
+from deleting the committed release when generation fails; :func:`refuse_validating_submissions`
+stops ``nbgrader validate`` from running a submission in a plain kernel.
 """
 
 from __future__ import annotations
@@ -161,3 +162,30 @@ def keep_release_on_failure() -> None:
 
     convert_notebooks._course_keeps_release = True  # type: ignore[attr-defined]
     GenerateAssignment.convert_notebooks = convert_notebooks
+
+
+#: nbgrader's folders of student work in a course folder.
+STUDENT_WORK = ("submitted", "autograded")
+
+
+def refuse_validating_submissions(course_root: Path) -> None:
+    """Make ``nbgrader validate`` refuse a notebook under ``course_root``'s submitted/ or
+    autograded/: it would run a student's code in a plain kernel as the instructor."""
+    from nbgrader.validator import Validator
+
+    original = Validator.validate
+    if getattr(original, "_course_refuses_submissions", False):
+        return
+    roots = [(course_root / name).resolve() for name in STUDENT_WORK]
+
+    @functools.wraps(original)
+    def validate(self, filename: str):
+        path = Path(filename).resolve()
+        if any(path.is_relative_to(r) for r in roots):
+            raise SystemExit(
+                f"nbgrader validate would run {filename} (a student's submission) unsandboxed, "
+                "as you: grade it with `course grade` or `nbgrader autograde` instead")
+        return original(self, filename)
+
+    validate._course_refuses_submissions = True  # type: ignore[attr-defined]
+    Validator.validate = validate
