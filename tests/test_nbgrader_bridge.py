@@ -405,3 +405,13 @@ def test_nbgrader_validate_refuses_a_submission_but_checks_a_students_own_notebo
     assert said and "course grade" in said[0], proc.stdout + proc.stderr
     nbgrader(root, "validate", str(outside.relative_to(root)), check=False)
     assert canary.read_text() == "student code ran"  # the refusal above was the guard's
+
+
+def test_nbgrader_db_commands_work_by_path_from_an_inactive_venv(tmp_path):
+    """nbgrader runs `alembic` by name when it creates or upgrades a gradebook; the config
+    puts this Python's bin/ on PATH, so no activation is needed."""
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    nbgrader(tmp_path, "db", "student", "add", "alice", "--last-name=Liddell")
+    nbgrader(tmp_path, "db", "upgrade")
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        assert gb.find_student("alice").last_name == "Liddell"
