@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -348,3 +349,34 @@ def test_reference_scores_full_marks_on_cuda(graded, tmp_path):
     res = runner.grade_job(job, tmp_path, runner.Settings(device="cuda"))
     assert res["extra_data"]["device"] == "cuda"
     assert res["score"] == res["max_score"], problems(res)
+
+
+def test_nbgrader_autograde_and_export_store_course_grade_scores(graded, tmp_path):
+    """For every assignment: nbgrader autograde of the partial submission (reusing this run's
+    signed results, as it does after `course grade --class`) stores per cell, and `nbgrader
+    export` reports in total, exactly the scores `course grade` gave."""
+    import csv
+
+    from nbgrader.api import Gradebook
+    from nbgrader_helpers import nbgrader, new_course
+
+    a = graded["assignment"]
+    root = new_course(tmp_path / "course")
+    nbgrader(root, "generate_assignment", a)
+    job = next(j for j in graded["jobs"] if j.name == "partial")
+    (root / "submitted" / "partial" / a).mkdir(parents=True)
+    shutil.copy(job.notebook, root / "submitted" / "partial" / a / f"{a}.ipynb")
+    shutil.copytree(Path(graded["out"]) / "partial", root / "grades" / a / "partial")
+    proc = nbgrader(root, "autograde", a)
+    assert "(results reused)" in proc.stdout + proc.stderr  # no second grading
+    want = graded["results"]["partial"]
+    assert 0 < want["score"] < want["max_score"]
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for cell, score in want["extra_data"]["cells"].items():
+            assert gb.find_grade(cell, a, a, "partial").auto_score == pytest.approx(
+                score["score"]), cell
+    nbgrader(root, "export", "--CsvExportPlugin.to=export.csv")
+    with open(root / "export.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["student_id"] == "partial")
+    assert float(row["score"]) == pytest.approx(want["score"])
+    assert float(row["max_score"]) == pytest.approx(want["max_score"])

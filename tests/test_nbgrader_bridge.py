@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -20,6 +19,7 @@ import pytest
 import torch
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
+from nbgrader_helpers import BIN, inactive_env, nbgrader
 
 from course.errors import CourseError
 from course.grading import nbgrader_bridge
@@ -28,27 +28,6 @@ from course.submissions import build_variant, read_notebook, release_path, write
 
 ROOT = repo_root()
 A = "01_kmeans"
-BIN = Path(sys.executable).parent
-
-
-def inactive_env() -> dict[str, str]:
-    """The environment of a shell where the venv is not activated (none of it on PATH)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(PATH="/usr/bin:/bin", JUPYTER_NO_CONFIG="1")
-    return env
-
-
-def nbgrader(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`.venv/bin/nbgrader ARGS` in the course folder ``root``, venv inactive."""
-    env = inactive_env()
-    if (root / ".git").is_dir():  # a clone: its own code (see in_clone)
-        env.update(PYTHONPATH=str(root), COURSE_DATA=str(ROOT / "data"))
-    proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=1800)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}"
-                             f"\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def grade_cells(nb) -> list:
