@@ -88,14 +88,15 @@ def grade(assignment: str, student: str, notebook: Path, root: Path, device: str
 
 
 def cell_lines(tests: list[dict[str, Any]]) -> str:
-    """One line per hidden test: its result, name, points and message (first line only)."""
+    """A line per hidden test (result, points, name) and, under a failed one, the first line
+    of its message, indented (pages show these lines unwrapped: no message at the far right)."""
     lines = []
     for t in tests:
         mark = "passed" if t["status"] == "passed" else "FAILED"
-        line = f"{mark}  {t['name']}  ({float(t['score']):g} / {float(t['max_score']):g})"
-        if t["status"] != "passed" and t.get("output"):
-            line += f": {str(t['output']).splitlines()[0] if str(t['output']) else ''}"
-        lines.append(line)
+        lines.append(f"{mark}  {float(t['score']):g} / {float(t['max_score']):g}  {t['name']}")
+        message = str(t.get("output") or "").strip()
+        if t["status"] != "passed" and message:
+            lines.append(f"        {message.splitlines()[0]}")
     return "\n".join(lines) + "\n"
 
 
