@@ -263,6 +263,35 @@ def leaked_values(text: str, recorded: list[torch.Tensor]) -> list[str]:
     return found
 
 
+#: "points / max" as the grader prints scores (every point value is a multiple of 0.25)
+SCORE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) / (\d+(?:\.\d+)?)(?![\w.])")
+
+
+def _drop_scores(node):
+    if isinstance(node, dict):
+        return {k: _drop_scores(v) for k, v in node.items() if k not in ("score", "max_score")}
+    if isinstance(node, list):
+        return [_drop_scores(v) for v in node]
+    return node
+
+
+def without_scores(path: Path, text: str) -> str:
+    """``text`` less the scores the grader computes from the public points (a cell's 1.75 of
+    2 is no reference value, but it printed as "1.75" matches a small tensor's 1.7512):
+    the score and max_score fields of a JSON file, "points / max" pairs of multiples of 0.25
+    elsewhere. The messages, where test or student text goes, are all kept."""
+    if path.suffix == ".json":
+        try:
+            return json.dumps(_drop_scores(json.loads(text)), indent=1)
+        except ValueError:
+            return text
+
+    def score(m: re.Match) -> str:
+        quarters = all(float(v) * 4 == round(float(v) * 4) for v in m.groups())
+        return "" if quarters else m.group(0)
+    return SCORE.sub(score, text)
+
+
 def artefacts(out: Path) -> dict[Path, str]:
     """Every file a grading run wrote (results, feedback, worker output, anything else)."""
     return {p: p.read_text(errors="replace") for p in sorted(Path(out).rglob("*"))
@@ -287,7 +316,7 @@ def test_no_artefact_leaks_tests_solutions_reference_values_or_data(graded):
     for path, text in files.items():
         leaked = [ln for ln in code if ln in text]
         assert not leaked, (path, leaked[:3])
-        numbers = leaked_values(text, values)
+        numbers = leaked_values(without_scores(path, text), values)
         assert not numbers, (path, numbers[:5])
 
 
@@ -310,6 +339,19 @@ def test_leak_detector_finds_printed_reference_values():
     for text in (f"{huge[:6]}", ", ".join(f"{v:.3g}" for v in huge[100:108].tolist()),
                  f"{huge[7:9].tolist()}"):
         assert leaked_values(text, [huge]), text
+    # scores: a cell's 1.75 of 2 next to a recorded 1.7512 is no leak; the same number in a
+    # message is
+    near = [torch.tensor([1.7512, -0.31], dtype=torch.float64)]
+    report = {"score": 12.75, "tests": [{"score": 1.75, "max_score": 2.0, "output": "{}"}],
+              "extra_data": {"cells": {"c": {"score": 1.75, "max_score": 2.0}}}}
+    clean = json.dumps(report)
+    assert leaked_values(clean, near)  # what the old scan flagged
+    assert not leaked_values(without_scores(Path("results.json"), clean), near)
+    told = clean.replace('"{}"', '"got 0.2, want 1.75"')
+    assert leaked_values(without_scores(Path("results.json"), told), near)
+    md = "**Score: 12.75 / 16**\n| mse | 1.75 / 2 | passed |\n| pca | 0 / 1 | want 1.75, got 0.2 |"
+    assert leaked_values(without_scores(Path("feedback.md"), md), near) == ["1.75"]
+    assert leaked_values(without_scores(Path("feedback.md"), "got 1.751 / 2"), near)
 
 
 def test_solution_and_test_lines_are_found():
