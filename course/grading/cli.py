@@ -95,10 +95,25 @@ def check_isolation(device: str, allow_weak: bool) -> dict:
     return report
 
 
+def settings_for(device: str, budget: float, threads: int, allow_weak: bool,
+                 force: bool = False):
+    """The grading settings of a run: the device chosen ("auto": CUDA, MPS or CPU) and the
+    isolation this machine reaches checked (printed; weak refused unless allowed)."""
+    from course.grading import runner
+    from course.runtime import device as pick_device
+
+    try:
+        chosen = str(pick_device(None if device == "auto" else device))
+    except RuntimeError as exc:
+        raise CourseError(str(exc)) from None
+    check_isolation(chosen, allow_weak)
+    return runner.Settings(device=chosen, budget_s=budget, threads=threads, force=force,
+                           allow_weak_isolation=allow_weak)
+
+
 def run(args: argparse.Namespace) -> int:
     from course.grading import integrity, runner
     from course.paths import check_assignment
-    from course.runtime import device as pick_device
 
     if bool(args.notebooks) == bool(args.klass):
         raise CourseError("give notebooks to grade or --class ASSIGNMENT (not both)")
@@ -114,10 +129,6 @@ def run(args: argparse.Namespace) -> int:
                 raise CourseError(f"{nb}: no such notebook")
             a = check_assignment(args.assignment) if args.assignment else runner.guess_assignment(nb)
             jobs.append(runner.Job(runner.submission_name(nb, a), nb, a))
-    try:
-        device = str(pick_device(None if args.device == "auto" else args.device))
-    except RuntimeError as exc:
-        raise CourseError(str(exc)) from None
     if args.jobs < 0:
         raise CourseError(f"--jobs must be 1 or more (got {args.jobs})")
     cores = os.cpu_count() or 1
@@ -125,10 +136,8 @@ def run(args: argparse.Namespace) -> int:
     threads = max(1, cores // parallel)
     assignments = sorted({j.assignment for j in jobs})
     out = args.out or Path("grades") / (assignments[0] if len(assignments) == 1 else "mixed")
-    settings = runner.Settings(device=device, budget_s=args.budget, threads=threads,
-                               force=args.force,
-                               allow_weak_isolation=args.allow_weak_isolation)
-    check_isolation(device, args.allow_weak_isolation)
+    settings = settings_for(args.device, args.budget, threads, args.allow_weak_isolation,
+                            force=args.force)
     integrity.start_run(assignments, gradebook=args.gradebook)  # checked before each write
     print(f"grading {len(jobs)} submission(s), {parallel} at a time, {threads} thread(s) each")
     graded = runner.grade_jobs(jobs, out, settings, jobs_in_parallel=parallel)

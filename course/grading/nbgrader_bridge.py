@@ -63,18 +63,11 @@ def grade(assignment: str, student: str, notebook: Path, root: Path, device: str
     """What ``course grade --class ASSIGNMENT`` does for one student (results in
     ``grades/<assignment>/<student>/``); raises when there is no verdict."""
     from course.grading import integrity, runner
-    from course.grading.cli import check_isolation
+    from course.grading.cli import settings_for
     from course.paths import check_assignment
-    from course.runtime import device as pick_device
 
     check_assignment(assignment)
-    try:
-        chosen = str(pick_device(None if device == "auto" else device))
-    except RuntimeError as exc:
-        raise CourseError(str(exc)) from None
-    check_isolation(chosen, allow_weak)
-    settings = runner.Settings(device=chosen, budget_s=budget, threads=os.cpu_count() or 1,
-                               allow_weak_isolation=allow_weak)
+    settings = settings_for(device, budget, os.cpu_count() or 1, allow_weak)
     integrity.start_run([assignment])
     try:
         log.info("course: grading %s of %s with the hidden tests (sandboxed)", assignment, student)
