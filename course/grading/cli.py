@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise CourseError(f"--jobs must be 1 or more (got {args.jobs})")
     cores = os.cpu_count() or 1
     parallel = min(args.jobs or default_jobs(cores), len(jobs))
-    threads = max(1, cores // parallel)
+    threads = runner.thread_share(parallel)
     assignments = sorted({j.assignment for j in jobs})
     out = args.out or Path("grades") / (assignments[0] if len(assignments) == 1 else "mixed")
     settings = settings_for(args.device, args.budget, threads, args.allow_weak_isolation,
