@@ -227,15 +227,19 @@ class Submission:
             raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
         return value[0], value[1]
 
-    def call_grad(self, target: str, *args: Any, wrt: int = 0,
-                  timeout: float | None = None) -> tuple[Any, Any]:
-        """Call ``target`` with autograd on, the argument ``args[wrt]`` (a tensor) requiring
-        grad: ``value, grad = submission.call_grad("loss", theta, X, y)``, where ``grad`` is
+    def call_grad(self, target: str | Remote, *args: Any, wrt: int = 0,
+                  timeout: float | None = None, method: str = "") -> tuple[Any, Any]:
+        """Call ``target`` (or its ``method``, for a Remote model) with autograd on, the
+        argument ``args[wrt]`` (a tensor) requiring grad:
+        ``value, grad = submission.call_grad("loss", theta, X, y)``, where ``grad`` is
         d sum(value) / d args[wrt] by the worker's autograd, None when the result is not
         differentiable (not a tensor, or not built from that argument by torch operations)."""
         msg = {"op": "call", "target": target, "args": args, "kwargs": {},
                "device": self.device, "grad_wrt": int(wrt)}
-        value = self._request(f"{_label(target)}(...)", msg, timeout).value
+        if method:
+            msg["method"] = method
+        what = f"{_label(target)}{'.' + method if method else ''}(...)"
+        value = self._request(what, msg, timeout).value
         if not (isinstance(value, tuple) and len(value) == 2):
             raise StudentFailure(f"{_label(target)}(...): the worker sent a malformed reply")
         return value[0], value[1]
