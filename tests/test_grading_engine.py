@@ -507,6 +507,45 @@ def test_call_grad_differentiates_through_the_students_function(tmp_path, releas
         sub.close()
 
 
+def test_call_grad_differentiates_through_a_models_method(tmp_path, release):
+    body = GOOD + ("\nclass Scaler(torch.nn.Module):\n    def shift(self, a, b):\n"
+                   "        return a * 3 + b.detach()\n")
+    sub = submission(tmp_path, release, body)
+    try:
+        model = sub.call("Scaler")
+        a, b = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.5])
+        value, grad = sub.call_grad(model, a, b, wrt=0, method="shift")
+        assert torch.equal(value, a * 3 + b) and torch.equal(grad, torch.full((2,), 3.0))
+        _, grad = sub.call_grad(model, a, b, wrt=1, method="shift")  # detached: no gradient
+        assert grad is None
+    finally:
+        sub.close()
+
+
+def test_submissions_graded_together_share_the_cores(monkeypatch, tmp_path):
+    """With threads=0, each of n submissions at once gets cores // n torch threads, and the
+    grader process runs its own references with as many (two graders and two workers all on
+    every core ran 05's grading 3.9 times slower)."""
+    from course.grading import runner
+
+    seen = []
+    monkeypatch.setattr(runner.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(runner, "grade_job", lambda job, out, settings: seen.append(
+        settings.threads) or {"tests": []})
+    jobs = [runner.Job(f"s{i}", tmp_path / f"s{i}.ipynb", "01_kmeans") for i in range(3)]
+    runner.grade_jobs(jobs, tmp_path, runner.Settings(), jobs_in_parallel=2, progress=False)
+    runner.grade_jobs(jobs[:1], tmp_path, runner.Settings(), jobs_in_parallel=1, progress=False)
+    runner.grade_jobs(jobs[:1], tmp_path, runner.Settings(threads=3), jobs_in_parallel=2,
+                      progress=False)
+    assert seen == [4, 4, 4, 8, 3]
+    envs = []
+    monkeypatch.setattr(runner.subprocess, "run", lambda cmd, **kw: envs.append(kw["env"])
+                        or type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})())
+    monkeypatch.setattr(runner, "release_notebook", lambda a, root=None: tmp_path / "r.ipynb")
+    runner.run_hidden_tests(jobs[0], runner.Settings(threads=4), tmp_path / "report.json")
+    assert envs[-1]["OMP_NUM_THREADS"] == "4"
+
+
 def test_the_grader_can_drive_a_training_step_in_the_worker(tmp_path, release):
     """call_remote keeps results (even a loss tensor on its graph) in the worker, so the
     grader can run its own training loop on a student's model there; drop frees them."""
