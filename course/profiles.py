@@ -31,6 +31,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # ways (plain, one class pair, all pairs, NT-Xent) with the same seed and batches.
         "04_contrastive": {"n_train": 60_000, "n_test": 10_000, "n_epochs": 15,
                            "batch_size": 1024, "tau": 0.5, "weight": 1.0, "n_tsne": 2_000},
+        # 05_vae: all of MNIST; PyTorch's example VAE (784-400-20, batch 128, Adam 1e-3) for
+        # 10 epochs, the 2-D latent map model for 20, the denoising and anomaly models for 10;
+        # the corruption's standard deviation.
+        "05_vae": {"n_train": 60_000, "n_test": 10_000, "n_epochs": 10, "batch_size": 128,
+                   "n_epochs_2d": 20, "n_epochs_uses": 10, "noise": 0.5},
     },
     "ci": {
         "01_kmeans": {"n_images": 3_000, "k": 10, "n_iters": 20, "n_scatter": 2_000},
@@ -42,6 +47,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                            "n_speed": 2_048, "n_tsne": 500},
         "04_contrastive": {"n_train": 5_000, "n_test": 2_000, "n_epochs": 2,
                            "batch_size": 256, "tau": 0.5, "weight": 1.0, "n_tsne": 500},
+        "05_vae": {"n_train": 5_000, "n_test": 2_000, "n_epochs": 2, "batch_size": 128,
+                   "n_epochs_2d": 2, "n_epochs_uses": 2, "noise": 0.5},
     },
 }
 

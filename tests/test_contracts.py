@@ -25,7 +25,7 @@ from course.submissions import release_path
 ROOT = repo_root()
 #: Assignments whose contract table is still to write (issue 13 is done when this is empty).
 PENDING: set[str] = set()
-HEADERS = re.compile(r"\b(Args|Arguments|Returns|Rules|Raises|Example|Examples|Note):")
+HEADERS = re.compile(r"\b(Args|Arguments|Returns|Rules|Raises|Methods|Example|Examples|Note):")
 
 
 def norm(text: str) -> str:
