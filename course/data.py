@@ -317,8 +317,10 @@ def _stage(ds: Dataset, f: DataFile, folder: Path, from_dir: Path | None, progre
 
 
 def fetch(name: str = "mnist", dest: Path | str | None = None, from_dir: Path | str | None = None,
-          progress: bool = True) -> list[Path]:
+          progress: bool = True, roles: tuple[str, ...] | None = None) -> list[Path]:
     """Stage dataset ``name`` under ``dest`` (default: the data dir) and return its files' paths.
+
+    ``roles`` (e.g. ``("test_images", "test_labels")``) stages only those files; default: all.
 
     Files already present and verified are left alone. Otherwise each ``.gz`` is copied from
     ``from_dir`` (a local mirror, e.g. for offline labs and CI) or downloaded from the mirrors,
@@ -331,8 +333,12 @@ def fetch(name: str = "mnist", dest: Path | str | None = None, from_dir: Path | 
     if mirror is not None and not mirror.is_dir():
         raise DataError(f"--from {_show(mirror)}: no such folder; point it at a folder holding "
                         f"the {ds.name} .gz files")
+    unknown = sorted(set(roles or ()) - set(ds.files))
+    if unknown:
+        raise ValueError(f"{ds.name} has no file {unknown[0]!r}; choose among {sorted(ds.files)}")
     folder = _folder(ds, dest)
-    return [_stage(ds, f, folder, mirror, progress) for f in ds.files.values()]
+    return [_stage(ds, f, folder, mirror, progress) for role, f in ds.files.items()
+            if roles is None or role in roles]
 
 
 def verify(name: str = "mnist", root: Path | str | None = None) -> list[str]:
@@ -388,7 +394,8 @@ def load_mnist(split: str = "test", n: int | None = None, flatten: bool = False,
     """Load MNIST as tensors: ``X`` float32 in [0, 1], shape (N, 1, 28, 28) or (N, 784) with
     ``flatten``; ``y`` int64, shape (N,). ``n`` keeps the first ``n`` images (deterministic).
 
-    Checksums are verified on every load. Missing files are fetched when ``download`` is true;
+    Checksums are verified on every load. Missing files of the split (only its own two) are
+    fetched when ``download`` is true;
     otherwise :class:`DataError` says how to stage them. The result is moved to ``device`` in
     one piece. Used by assignments 01, 03, 04 and 05.
     """
@@ -401,7 +408,7 @@ def load_mnist(split: str = "test", n: int | None = None, flatten: bool = False,
         if not download:
             raise DataError(f"MNIST not found in {_show(folder)}; run `course data fetch mnist` "
                             "(or --from DIR)")
-        fetch("mnist", dest=root)
+        fetch("mnist", dest=root, roles=(f"{split}_images", f"{split}_labels"))
     images, labels = (_load_verified(f, folder, ds) for f in wanted)
     count = _check_n(n, len(labels), split)
     X = images[:count].to(torch.float32).div_(255.0)

@@ -208,6 +208,22 @@ def test_download_falls_back_to_next_mirror(tmp_path: Path, mnist_mirror: Path,
     assert len(data.verify("mnist", root=tmp_path)) == 4
 
 
+def test_loading_a_split_downloads_only_its_own_files(tmp_path: Path, mnist_mirror: Path,
+                                                       http_mirror: Callable[[Path], str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test split (the 01 notebook) must not pull the 55 MB of training images too."""
+    use_mirrors(monkeypatch, http_mirror(mnist_mirror))
+    X, y = data.load_mnist("test", n=5, root=tmp_path)
+    assert X.shape == (5, 1, 28, 28) and y.shape == (5,)
+    staged = sorted(p.name for p in raw_dir(tmp_path).iterdir())
+    assert staged == ["t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz",
+                      "t10k-labels-idx1-ubyte", "t10k-labels-idx1-ubyte.gz"]
+    data.load_mnist("train", n=5, root=tmp_path)
+    assert len(list(raw_dir(tmp_path).iterdir())) == 8
+    with pytest.raises(ValueError, match="no file 'val_images'"):
+        data.fetch("mnist", dest=tmp_path, roles=("val_images",))
+
+
 def test_download_rejects_a_mirror_serving_corrupt_files(tmp_path: Path, mnist_mirror: Path,
                                                          http_mirror: Callable[[Path], str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
