@@ -50,7 +50,8 @@ if [ -z "${{COURSE_SETUP_SKIP_INSTALL:-}}" ]; then
         "torch==$(sed -n 's/^torch==//p' {bundle}/requirements.lock)"
     # Not editable: the package lives in the venv, which student code may read; the bundle
     # (hidden tests) does not.
-    "$ROOT/venv/bin/python" -m pip install -c {bundle}/requirements.lock ./{bundle}
+    # The grader extra: the hidden tests run under pytest, which the student runtime lacks.
+    "$ROOT/venv/bin/python" -m pip install -c {bundle}/requirements.lock "./{bundle}[grader]"
     mkdir -p "$ROOT/data" && cp {bundle}/data/*.npz "$ROOT/data/"
     COURSE_DATA="$ROOT/data" "$ROOT/venv/bin/course" data fetch mnist
 fi

@@ -90,6 +90,7 @@ def test_setup_installs_cpu_torch_and_hides_the_grader_from_student_code(bundle)
     subprocess.run(["bash", "-n"], input=run, text=True, check=True)
     assert "download.pytorch.org/whl/cpu" in setup  # not the CUDA wheels
     assert "-e ./" not in setup  # the package lives in the venv, not in the hidden bundle
+    assert '[grader]"' in setup  # the hidden tests need pytest, not in the student runtime
     assert 'useradd --system --no-create-home --shell /usr/sbin/nologin "$STUDENT"' in setup
     assert f'STUDENT="${{COURSE_STUDENT_USER:-{gradescope.STUDENT_USER}}}"' in setup
     assert 'chmod -R go-rwx "$ROOT/source"' in setup
