@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from course.errors import CourseError
-from course.paths import data_dir, repo_root
+from course.paths import PACKAGE_DIR, data_dir
 
 DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK = 1 << 20
@@ -109,6 +109,8 @@ REGISTRY: dict[str, Dataset] = {
 }
 
 TOY_NAMES = ("toy_data", "toy_data_two_moon", "toy_data_two_circles")
+#: Where the toy data ships: inside the package, so a pip-installed course has it anywhere.
+TOY_DIR = PACKAGE_DIR / "datasets"
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -421,7 +423,7 @@ def _toy_path(name: str, root: Path | str | None) -> Path:
     stem = name.removesuffix(".npz")
     if stem not in TOY_NAMES:
         raise ValueError(f"unknown toy dataset {name!r}; choose one of {', '.join(TOY_NAMES)}")
-    folders = [Path(root)] if root is not None else [repo_root() / "data", data_dir()]
+    folders = [Path(root)] if root is not None else [TOY_DIR, data_dir()]
     for folder in folders:
         if (folder / f"{stem}.npz").is_file():
             return folder / f"{stem}.npz"
@@ -449,8 +451,9 @@ def load_toy(name: str, root: Path | str | None = None
     """Load a 2-D toy dataset as float32 tensors ``(x_train, x_test, y_train, y_test)``.
 
     ``name`` is one of ``toy_data``, ``toy_data_two_moon``, ``toy_data_two_circles`` (``.npz``
-    optional); x has shape (N, 2), y shape (N, 1) with labels 0/1. The committed files in
-    ``<repo>/data`` are used first, then the data dir (or only ``root`` when given).
+    optional); x has shape (N, 2), y shape (N, 1) with labels 0/1. The files shipped in the
+    package (``course/datasets``) are used first, then the data dir (or only ``root`` when
+    given).
     Used by assignment 02.
     """
     path = _toy_path(name, root)

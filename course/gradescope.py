@@ -52,7 +52,7 @@ if [ -z "${{COURSE_SETUP_SKIP_INSTALL:-}}" ]; then
     # (hidden tests) does not.
     # The grader extra: the hidden tests run under pytest, which the student runtime lacks.
     "$ROOT/venv/bin/python" -m pip install -c {bundle}/requirements.lock "./{bundle}[grader]"
-    mkdir -p "$ROOT/data" && cp {bundle}/data/*.npz "$ROOT/data/"
+    mkdir -p "$ROOT/data"  # MNIST; the toy data ships inside the package
     COURSE_DATA="$ROOT/data" "$ROOT/venv/bin/course" data fetch mnist
 fi
 # Student code runs as this user (Gradescope's advice): it can read the venv and the data,
@@ -98,8 +98,6 @@ def _bundle_files(assignment: str, root: Path) -> dict[str, Path]:
     conftest = root / "autograder" / "conftest.py"
     if conftest.is_file():
         files["autograder/conftest.py"] = conftest
-    for path in sorted((root / "data").glob("*.npz")):
-        files[path.relative_to(root).as_posix()] = path
     return files
 
 

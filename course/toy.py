@@ -1,4 +1,4 @@
-"""Generate the three 2-D toy datasets of assignment 02 (committed as ``data/*.npz``).
+"""Generate the three 2-D toy datasets of assignment 02 (shipped as ``course/datasets/*.npz``).
 
 Each file holds ``arr_0`` = x_train (400, 2), ``arr_1`` = x_test (200, 2), ``arr_2`` = y_train
 (400, 1) and ``arr_3`` = y_test (200, 1), all float32, labels 0/1, written with
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import make_blobs, make_circles, make_moons
 
-from course.paths import repo_root
+from course.data import TOY_DIR
 
 N_TRAIN, N_TEST = 400, 200
 
@@ -57,9 +57,10 @@ def make(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def generate(out_dir: Path | str | None = None) -> list[Path]:
-    """Write the three toy npz files into ``out_dir`` (default ``<repo>/data``); return their
-    paths. Deterministic (same bytes on every run). Used for assignment 02."""
-    folder = Path(out_dir) if out_dir is not None else repo_root() / "data"
+    """Write the three toy npz files into ``out_dir`` (default: the package's ``datasets``
+    folder, where they ship); return their paths. Deterministic (same bytes on every run).
+    Used for assignment 02."""
+    folder = Path(out_dir) if out_dir is not None else TOY_DIR
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in GENERATORS:
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m course.toy [OUT_DIR]``: regenerate the toy files and print their paths."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1 or any(a.startswith("-") for a in args):
-        print("usage: python -m course.toy [OUT_DIR]  (default: <repo>/data)", file=sys.stderr)
+        print("usage: python -m course.toy [OUT_DIR]  (default: the package's datasets folder)", file=sys.stderr)
         return 2
     for path in generate(args[0] if args else None):
         print(path)

@@ -16,6 +16,7 @@ import zipfile
 import pytest
 from packaging.requirements import Requirement
 
+from course.data import TOY_NAMES
 from course.paths import repo_root
 
 ROOT = repo_root()
@@ -29,11 +30,22 @@ INSTRUCTOR_ONLY = {"nbgrader", "jupyterlab", "ipykernel", "nbformat", "nbclient"
 
 
 @pytest.fixture(scope="module")
-def requirements(tmp_path_factory) -> dict[str | None, list[Requirement]]:
+def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "--quiet", "-w", str(out), str(ROOT)], check=True, timeout=300)
-    (wheel,) = out.glob("course-*.whl")
+    (path,) = out.glob("course-*.whl")
+    return path
+
+
+@pytest.fixture(scope="module")
+def wheel_files(wheel) -> list[str]:
+    with zipfile.ZipFile(wheel) as zf:
+        return zf.namelist()
+
+
+@pytest.fixture(scope="module")
+def requirements(wheel) -> dict[str | None, list[Requirement]]:
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         msg = email.message_from_bytes(zf.read(meta))
@@ -70,6 +82,10 @@ def test_instructor_tools_and_pins_are_extras(requirements):
         loose = [str(r) for r in requirements[extra] if not any(
             s.operator == "==" for s in r.specifier)]
         assert not loose, f"{extra}: every version pinned, got {loose}"
+
+
+def test_the_wheel_ships_the_toy_data(wheel_files):
+    assert {f"course/datasets/{n}.npz" for n in TOY_NAMES} <= set(wheel_files)
 
 
 def test_the_locked_versions_satisfy_the_student_ranges(requirements):

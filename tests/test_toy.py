@@ -1,4 +1,4 @@
-"""course.toy (the committed toy npz files) and course.data.load_toy."""
+"""course.toy (the toy npz files shipped in the package) and course.data.load_toy."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sklearn.preprocessing import PolynomialFeatures
 from course import toy
 from course.data import TOY_NAMES, DataError, load_toy
 
-COMMITTED = Path(__file__).resolve().parents[1] / "data"
+COMMITTED = Path(__file__).resolve().parents[1] / "course" / "datasets"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def test_generate_writes_the_three_files(generated: list[Path]) -> None:
 def test_generate_reproduces_committed_bytes(generated: list[Path], index: int) -> None:
     path = generated[index]
     assert path.read_bytes() == (COMMITTED / path.name).read_bytes(), (
-        f"data/{path.name} differs from what course.toy generates; run `python -m course.toy`")
+        f"course/datasets/{path.name} differs from what course.toy generates; run "
+        "`python -m course.toy`")
 
 
 def test_main_writes_to_given_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,7 +61,7 @@ def test_load_toy_prefers_committed_files(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_load_toy_falls_back_to_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COURSE_ROOT", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr("course.data.TOY_DIR", tmp_path / "no-package-copy")
     monkeypatch.setenv("COURSE_DATA", str(tmp_path))
     np.savez(tmp_path / "toy_data.npz", *good_arrays())
     assert load_toy("toy_data")[0].shape == (4, 2)
