@@ -132,6 +132,17 @@ def _losses(value: object, n: int | None = None) -> list[float]:
     return value
 
 
+def _epochs_taken(value: object, per_epoch: int, most: int = 12) -> int:
+    """How many whole epochs of ``per_epoch`` steps the returned losses describe. The number of
+    epochs asked for is test_train_returns_step_losses's to judge: the other tests replay as
+    many epochs as the loop ran, so an epoch too many or too few is charged once."""
+    n = len(_losses(value))
+    expect(n % per_epoch == 0 and 1 <= n // per_epoch <= most,
+           f"train_autoencoder returned {n} losses, not a whole number of epochs of {per_epoch} "
+           "steps: return the loss of every step")
+    return n // per_epoch
+
+
 # -- class_centroids ------------------------------------------------------------------------
 
 
@@ -392,7 +403,13 @@ def test_train_returns_step_losses(submission):
     """train_autoencoder: returns one float loss per step (n_epochs * ceil(N / batch_size)) and updates the model in place"""
     model, before, X = _small_problem(submission, 1)
     losses = submission.call("train_autoencoder", model, X, 3, batch_size=64, lr=1e-2)
-    _losses(losses, n=3 * 5)
+    n = len(_losses(losses))
+    cause = {2 * 5: ": one epoch too few (loop over range(n_epochs))",
+             4 * 5: ": one epoch too many (loop over range(n_epochs))",
+             3 * 4: ": the last, smaller batch of each epoch is missing (300 samples in batches "
+             "of 64 make 5 steps)", 3: ": one loss per epoch; record every step's"}
+    expect(n == 3 * 5, f"train_autoencoder returned {n} losses for 3 epochs of 300 samples in "
+           f"batches of 64; expected one per step, 3 * ceil(300 / 64) = 15" + cause.get(n, ""))
     after = submission.method(model, "state_dict")
     expect(isinstance(after, Mapping) and set(after) == set(before),
            "after train_autoencoder the model's state_dict no longer has the model's parameters")
@@ -407,10 +424,11 @@ def test_train_matches_a_full_batch_replay(submission):
     """train_autoencoder: with one batch per epoch, its losses and final weights are those of the default Adam (lr, weight_decay=1e-8) on the MSE, loss recorded before each step, replayed here"""
     model, start, X = _small_problem(submission, 2)
     losses = submission.call("train_autoencoder", model, X, 4, batch_size=300, lr=1e-2, seed=5)
+    epochs = _epochs_taken(losses, 1)  # 4 asked; the count is test_train_returns_step_losses's
     want_losses, want_state = full_batch_replay(
-        start, X, 4, lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-8))
+        start, X, epochs, lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-8))
     _compare_with_replay(submission, model, losses, want_losses, want_state,
-                         "4 epochs of one batch with lr = 1e-2")
+                         f"{epochs} epochs of one batch with lr = 1e-2")
 
 
 @points(0.5, cell="test_train_autoencoder")
@@ -421,9 +439,11 @@ def test_train_uses_the_given_optimizer(submission):
     optimizer = submission.call(Ref("torch.optim.SGD"), params, lr=0.5)
     losses = submission.call("train_autoencoder", model, X, 3, batch_size=300,
                              optimizer=optimizer)
-    want_losses, want_state = full_batch_replay(start, X, 3, lambda p: torch.optim.SGD(p, lr=0.5))
+    epochs = _epochs_taken(losses, 1)  # 3 asked; the count is test_train_returns_step_losses's
+    want_losses, want_state = full_batch_replay(start, X, epochs,
+                                                lambda p: torch.optim.SGD(p, lr=0.5))
     _, adam_state = full_batch_replay(
-        start, X, 3, lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-8))
+        start, X, epochs, lambda p: torch.optim.Adam(p, lr=1e-3, weight_decay=1e-8))
     state = submission.method(model, "state_dict")
     if isinstance(state, Mapping) and isinstance(state.get("weight"), torch.Tensor):
         expect(not torch.allclose(state["weight"].double(), adam_state["weight"].double(),
@@ -432,7 +452,7 @@ def test_train_uses_the_given_optimizer(submission):
                "Adam: use the optimizer argument when it is not None")
     # the weights only: the losses are test_train_matches_a_full_batch_replay's
     _compare_with_replay(submission, model, losses, want_losses, want_state,
-                         "3 epochs of one batch with the given SGD optimizer",
+                         f"{epochs} epochs of one batch with the given SGD optimizer",
                          judge_losses=False)
 
 
@@ -445,7 +465,10 @@ def test_train_shuffles_every_epoch_from_the_seed(submission):
         frozen = submission.call(Ref("torch.optim.SGD"), params, lr=0.0)
         losses = submission.call("train_autoencoder", model, X, 3, batch_size=100, seed=seed,
                                  optimizer=frozen)
-        return _losses(losses, n=9)
+        # 3 epochs asked, 2 or more judged: the count is test_train_returns_step_losses's
+        expect(_epochs_taken(losses, 3) >= 2, "train_autoencoder ran one epoch where 3 were "
+               "asked: the shuffle of later epochs cannot be seen")
+        return losses
 
     a, again, other = run(11), run(11), run(12)
     _, start, X = _small_problem(submission, 4)
@@ -456,13 +479,15 @@ def test_train_shuffles_every_epoch_from_the_seed(submission):
     same = torch.allclose(torch.tensor(a[:3]), torch.tensor(in_order), rtol=1e-5)
     expect(not same, "the first epoch's batches are the samples in their stored order: shuffle "
            "them (torch.randperm(N, generator=g))")
-    epochs = [sorted(a[i:i + 3]) for i in range(0, 9, 3)]
-    expect(not (epochs[0] == epochs[1] == epochs[2]), "every epoch has the same batches: draw a "
+    epochs = [sorted(a[i:i + 3]) for i in range(0, len(a), 3)]
+    expect(any(e != epochs[0] for e in epochs), "every epoch has the same batches: draw a "
            "new shuffle each epoch")
-    expect(torch.allclose(torch.tensor(a), torch.tensor(again), rtol=1e-6),
+    expect(len(a) == len(again) and torch.allclose(torch.tensor(a), torch.tensor(again),
+                                                   rtol=1e-6),
            "two runs with the same seed shuffled differently: shuffle with a torch.Generator "
            "seeded with seed (torch.Generator().manual_seed(seed))")
-    expect(not torch.allclose(torch.tensor(a), torch.tensor(other), rtol=1e-6),
+    expect(len(a) != len(other) or not torch.allclose(torch.tensor(a), torch.tensor(other),
+                                                       rtol=1e-6),
            "runs with different seeds shuffled the same way: the seed argument should seed the "
            "generator that shuffles (not torch's global one)")
 
@@ -470,7 +495,7 @@ def test_train_shuffles_every_epoch_from_the_seed(submission):
 @points(0.75, cell="test_train_autoencoder")
 def test_train_loss_halves(trained_ae, mnist_train):
     """train_autoencoder: the last step's loss is at most half the first (Adam, lr 1e-3)"""
-    losses = _losses(trained_ae[0], n=2 * N_FIT // 128)
+    losses = _losses(trained_ae[0])  # the count is test_train_returns_step_losses's
     # reference, seeds 0-4: last / first = 0.33 to 0.40; lr = 0 stays at 1.01
     expect(losses[-1] <= 0.5 * losses[0], f"the loss went from {losses[0]:.4f} to "
            f"{losses[-1]:.4f}: it should at least halve in this short run")
