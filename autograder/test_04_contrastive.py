@@ -418,7 +418,37 @@ def _class_copies() -> tuple[torch.Tensor, torch.Tensor]:
     return base[y], y
 
 
-def _one_sgd_step(submission, weight: float, mode: str, seed: int):
+@pytest.fixture(scope="module")
+def epoch_offset(submission) -> int:
+    """How many epochs the student's loop runs beyond the n_epochs it is given: 0 for a
+    correct loop, -1 for range(1, n_epochs), +1 for range(n_epochs + 1). The number of epochs is
+    test_train_returns_losses_for_every_mode's to judge; the other tests ask for as many as
+    make the loop take the steps they need, so an epoch too few or too many is charged once.
+    Measured with two epochs of one full batch (the grader's start, plain SGD)."""
+    submission.call(Ref("torch.manual_seed"), 0)
+    model = submission.call("AutoEncoder", DIM)
+    if not isinstance(model, Remote):
+        return 0
+    grader_start(submission, model, DIM, 0)
+    X, y = _class_copies()
+    try:
+        sgd = submission.call(Ref("torch.optim.SGD"), submission.method(model, "parameters"),
+                              lr=LR)
+        out = submission.call("train_with_contrastive", model, X, y, 2, weight=1.0, mode="all",
+                              batch_size=len(X), optimizer=sgd, seed=0, stand_in=STAND_INS)
+    except StudentFailure:
+        return 0  # the tests that call the loop report the error themselves
+    if not (isinstance(out, tuple | list) and len(out) == 2 and isinstance(out[0], list)):
+        return 0
+    return len(out[0]) - 2 if len(out[0]) in (1, 3) else 0
+
+
+def _epochs(want: int, offset: int) -> int:
+    """The n_epochs argument that makes a loop with ``offset`` run ``want`` epochs."""
+    return max(want - offset, 0)
+
+
+def _one_sgd_step(submission, weight: float, mode: str, seed: int, offset: int = 0):
     """Run one full-batch SGD step of the student's loop; return (init, after, losses)."""
     submission.call(Ref("torch.manual_seed"), seed)
     model = submission.call("AutoEncoder", DIM)
@@ -427,7 +457,8 @@ def _one_sgd_step(submission, weight: float, mode: str, seed: int):
     params = submission.method(model, "parameters")
     sgd = submission.call(Ref("torch.optim.SGD"), params, lr=LR)
     X, y = _class_copies()
-    out = submission.call("train_with_contrastive", model, X, y, 1, weight=weight, tau=0.5,
+    out = submission.call("train_with_contrastive", model, X, y, _epochs(1, offset),
+                          weight=weight, tau=0.5,
                           mode=mode, batch_size=len(X), optimizer=sgd, seed=seed,
                           stand_in=STAND_INS)
     expect(isinstance(out, tuple | list) and len(out) == 2,
@@ -464,9 +495,9 @@ def _matches(moved: torch.Tensor, want: torch.Tensor) -> bool:
 
 
 @points(1, cell="test_train_with_contrastive")
-def test_train_weight_zero_is_a_plain_autoencoder_step(submission):
+def test_train_weight_zero_is_a_plain_autoencoder_step(submission, epoch_offset):
     """train_with_contrastive: with weight 0 the optimiser step is the reconstruction's alone"""
-    init, after, (rec, _) = _one_sgd_step(submission, 0.0, "all", seed=1)
+    init, after, (rec, _) = _one_sgd_step(submission, 0.0, "all", seed=1, offset=epoch_offset)
     (want,) = _displacements(init, 0.0, [None])
     expect(_matches(_moved(init, after), want),
            "with weight=0.0 one step of train_with_contrastive should equal a plain "
@@ -477,9 +508,9 @@ def test_train_weight_zero_is_a_plain_autoencoder_step(submission):
 
 
 @points(1, cell="test_train_with_contrastive")
-def test_train_all_pairs_step(submission):
+def test_train_all_pairs_step(submission, epoch_offset):
     """train_with_contrastive: mode "all" takes the step of MSE + weight * all_pairs_loss"""
-    init, after, (rec, con) = _one_sgd_step(submission, 0.5, "all", seed=2)
+    init, after, (rec, con) = _one_sgd_step(submission, 0.5, "all", seed=2, offset=epoch_offset)
     (want,) = _displacements(init, 0.5, [lambda z, y: ref_all_pairs(z, y, 0.5)])
     expect(_matches(_moved(init, after), want),
            "with mode='all' and weight=0.5, one step should minimise MSE + 0.5 * "
@@ -499,9 +530,9 @@ def test_train_all_pairs_step(submission):
 
 
 @points(1, cell="test_train_with_contrastive")
-def test_train_one_pair_step(submission):
+def test_train_one_pair_step(submission, epoch_offset):
     """train_with_contrastive: mode "pair" steps on MSE + weight * one distinct class pair's loss (by the contract through the notebook's sample_class_pair and negative_pairs, whose rows must carry the gradient; the loss is the grader's)"""
-    init, after, _ = _one_sgd_step(submission, 2.0, "pair", seed=3)
+    init, after, _ = _one_sgd_step(submission, 2.0, "pair", seed=3, offset=epoch_offset)
     pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
     terms = [lambda z, y, a=a, b=b: ref_contrastive(z[y == a], z[y == b], 0.5)
              for a, b in pairs]
@@ -512,13 +543,14 @@ def test_train_one_pair_step(submission):
 
 
 @points(0.5, cell="test_train_with_contrastive")
-def test_train_passes_tau_to_the_loss(submission, mnist_train):
+def test_train_passes_tau_to_the_loss(submission, mnist_train, epoch_offset):
     """train_with_contrastive: tau is the temperature of the contrastive loss, every mode"""
     X, y = mnist_train[0][:200], mnist_train[1][:200]  # one batch with every digit in it
     for mode in ("pair", "all", "nt_xent"):
         taus: list = []
         model = submission.call("AutoEncoder", 784)
-        submission.call("train_with_contrastive", model, X, y, 1, weight=1.0, tau=0.3,
+        submission.call("train_with_contrastive", model, X, y, _epochs(1, epoch_offset),
+                        weight=1.0, tau=0.3,
                         mode=mode, batch_size=len(X), seed=0, stand_in=stand_ins(taus))
         expect(taus, f"mode {mode!r} called none of the notebook's contrastive losses")
         wrong = [(name, tau) for name, tau in taus if not (isinstance(tau, int | float)
@@ -529,15 +561,16 @@ def test_train_passes_tau_to_the_loss(submission, mnist_train):
 
 
 @points(0.5, cell="test_train_with_contrastive")
-def test_train_default_optimizer_is_adam_with_lr(submission):
+def test_train_default_optimizer_is_adam_with_lr(submission, epoch_offset):
     """train_with_contrastive: optimizer=None takes Adam's first step with the given lr (every weight with a gradient moves by about lr, none by more)"""
     submission.call(Ref("torch.manual_seed"), 4)
     model = submission.call("AutoEncoder", DIM)
     init = grader_start(submission, model, DIM, 4)
     X, y = _class_copies()
     lr = 4e-3  # four times Adam's default, so a loop that drops lr is told apart
-    submission.call("train_with_contrastive", model, X, y, 1, weight=1.0, mode="all",
-                    batch_size=len(X), lr=lr, seed=4, stand_in=STAND_INS)
+    submission.call("train_with_contrastive", model, X, y, _epochs(1, epoch_offset),
+                    weight=1.0, mode="all", batch_size=len(X), lr=lr, seed=4,
+                    stand_in=STAND_INS)
     step = _moved(init, submission.method(model, "state_dict")).abs()
     # Adam's first step moves each weight by lr * |g| / (|g| + 1e-8): lr where g is not tiny
     biggest = float(step.max())
@@ -549,44 +582,53 @@ def test_train_default_optimizer_is_adam_with_lr(submission):
            "lr to the default torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-8)")
 
 
-def _seeded_losses(submission, X, y, seed: int, global_seed: int) -> list:
+def _seeded_losses(submission, X, y, seed: int, global_seed: int, offset: int) -> list:
     """Recorded losses of two epochs of mode "all" from the grader's start, the global RNG
     seeded with ``global_seed`` just before the call."""
     submission.call(Ref("torch.manual_seed"), 0)
     model = submission.call("AutoEncoder", DIM)
     grader_start(submission, model, DIM, 7)
     submission.call(Ref("torch.manual_seed"), global_seed)
-    out = submission.call("train_with_contrastive", model, X, y, 2, weight=1.0, mode="all",
-                          batch_size=16, seed=seed, stand_in=STAND_INS)
+    out = submission.call("train_with_contrastive", model, X, y, _epochs(2, offset),
+                          weight=1.0, mode="all", batch_size=16, seed=seed,
+                          stand_in=STAND_INS)
     expect(isinstance(out, tuple | list) and len(out) == 2 and isinstance(out[0], list),
            "train_with_contrastive should return (recon_losses, contrastive_losses)")
     return list(out[0]) + list(out[1])
 
 
 @points(0.5, cell="test_train_with_contrastive")
-def test_train_is_seeded_by_seed_alone(submission):
+def test_train_is_seeded_by_seed_alone(submission, epoch_offset):
     """train_with_contrastive: seed seeds the one torch.Generator behind the shuffle; nothing depends on torch's global random state"""
     X, y = _class_copies()
-    a = _seeded_losses(submission, X, y, seed=1, global_seed=11)
-    b = _seeded_losses(submission, X, y, seed=1, global_seed=12)
+    a = _seeded_losses(submission, X, y, seed=1, global_seed=11, offset=epoch_offset)
+    b = _seeded_losses(submission, X, y, seed=1, global_seed=12, offset=epoch_offset)
     expect(len(a) == len(b) and all(math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9)
                                     for u, v in zip(a, b, strict=False)),
            "two runs with the same seed but a different global torch seed took different "
            "steps: shuffle with a torch.Generator seeded with seed, not torch's global RNG")
-    c = _seeded_losses(submission, X, y, seed=2, global_seed=11)
+    c = _seeded_losses(submission, X, y, seed=2, global_seed=11, offset=epoch_offset)
     expect(len(a) == len(c) and any(not math.isclose(u, v, rel_tol=1e-6, abs_tol=1e-9)
                                     for u, v in zip(a, c, strict=False)),
            "seed=1 and seed=2 shuffled the data the same way: seed the generator with seed")
 
 
 # -- train_with_contrastive: training runs --------------------------------------------------
-def _float_list(value: object, n: int, what: str) -> list[float]:
+def _float_list(value: object, n: int, what: str, causes: Mapping[int, str] = {}) -> list[float]:
     expect(isinstance(value, list) and all(isinstance(v, float) for v in value),
            f"{what} should be a list of Python floats (.item() every step)")
     expect(len(value) == n, f"{what} has {len(value)} entries; expected one per step, "
-           f"n_epochs * ceil(N / batch_size) = {n}")
+           f"n_epochs * ceil(N / batch_size) = {n}" + causes.get(len(value), ""))
     expect(all(math.isfinite(v) for v in value), f"{what} holds inf or nan")
     return value
+
+
+#: 2 epochs of 600 samples in batches of 128 (5 steps each, the last of 88): the likely causes
+#: of another count
+COUNT_CAUSES = {5: ": one epoch too few (loop over range(n_epochs))",
+                15: ": one epoch too many (loop over range(n_epochs))",
+                8: ": the last, smaller batch of each epoch is missing",
+                2: ": one entry per epoch; record every step"}
 
 
 @points(1, cell="test_train_with_contrastive")
@@ -600,8 +642,8 @@ def test_train_returns_losses_for_every_mode(submission, mnist_train):
                               batch_size=128, timeout=120, stand_in=STAND_INS)
         expect(isinstance(out, tuple | list) and len(out) == 2,
                "train_with_contrastive should return (recon_losses, contrastive_losses)")
-        _float_list(out[0], 10, f"recon_losses (mode {mode!r})")
-        con = _float_list(out[1], 10, f"contrastive_losses (mode {mode!r})")
+        _float_list(out[0], 10, f"recon_losses (mode {mode!r})", COUNT_CAUSES)
+        con = _float_list(out[1], 10, f"contrastive_losses (mode {mode!r})", COUNT_CAUSES)
         expect(max(con) > 0, f"mode {mode!r} recorded no contrastive term")
     try:
         submission.call("train_with_contrastive", model, X[:64], y[:64], 1, mode="both")
@@ -613,7 +655,7 @@ def test_train_returns_losses_for_every_mode(submission, mnist_train):
 
 
 @pytest.fixture(scope="module")
-def contrastive_run(submission, mnist_train):
+def contrastive_run(submission, mnist_train, epoch_offset):
     """The notebook's AutoEncoder (seed 0), its initial weights, and the student's loop in
     mode "all": N_FIT images, FIT_EPOCHS epochs of FIT_BATCH."""
     X, y = mnist_train
@@ -621,7 +663,8 @@ def contrastive_run(submission, mnist_train):
     model = submission.call("AutoEncoder", 784)
     expect(isinstance(model, Remote), "the notebook's AutoEncoder(784) could not be built")
     init = grader_start(submission, model, 784, 0)
-    out = submission.call("train_with_contrastive", model, X[:N_FIT], y[:N_FIT], FIT_EPOCHS,
+    out = submission.call("train_with_contrastive", model, X[:N_FIT], y[:N_FIT],
+                          _epochs(FIT_EPOCHS, epoch_offset),
                           weight=1.0, tau=0.5, mode="all", batch_size=FIT_BATCH, seed=0,
                           timeout=240, stand_in=STAND_INS)
     trained = reference_autoencoder(784)
