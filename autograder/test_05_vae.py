@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import pytest
 import torch
 
 from course.grading.checks import (
@@ -464,8 +465,9 @@ def _fit_data(n: int = 300, dim: int = 20) -> torch.Tensor:
 
 
 def _run(submission, X, n_epochs, batch_size, seed=0, noise=0.0, lr=None, optimizer=None,
-         model=None, dims=(20, 16, 3)):
-    """Run the student's train_vae with the recording stand-ins; (model, losses, recorder)."""
+         model=None, dims=(20, 16, 3), offset=0):
+    """Run the student's train_vae with the recording stand-ins for n_epochs epochs (asking for
+    n_epochs - offset, see epoch_offset); (model, losses, recorder)."""
     model = model if model is not None else build(submission, *dims, seed=61)
     rec = Recorder()
     kwargs = {"batch_size": batch_size, "noise": noise, "seed": seed}
@@ -473,8 +475,25 @@ def _run(submission, X, n_epochs, batch_size, seed=0, noise=0.0, lr=None, optimi
         kwargs["lr"] = lr
     if optimizer is not None:
         kwargs["optimizer"] = optimizer
-    out = submission.call("train_vae", model, X, n_epochs, stand_in=rec.stand_in, **kwargs)
+    out = submission.call("train_vae", model, X, max(n_epochs - offset, 0),
+                          stand_in=rec.stand_in, **kwargs)
     return model, out, rec
+
+
+@pytest.fixture(scope="module")
+def epoch_offset(submission) -> int:
+    """How many epochs the student's loop runs beyond the n_epochs it is given: 0 for a
+    correct loop, -1 for range(1, n_epochs), +1 for range(n_epochs + 1). The number of epochs is
+    test_train_vae_records_each_steps_loss_per_image's to judge; the other tests ask for as
+    many as give the steps they need, so an epoch too few or too many is charged once.
+    Measured as the vae_loss calls of two epochs of one full batch (SGD with lr 0)."""
+    try:
+        model = build(submission, 20, 16, 3, seed=68)
+        _, _, rec = _run(submission, _fit_data(40), 2, 40, optimizer=_sgd(submission, model, 0.0),
+                         model=model)
+    except StudentFailure:
+        return 0  # the tests that call the loop report the error themselves
+    return len(rec.losses) - 2 if len(rec.losses) in (1, 3) else 0
 
 
 def _sgd(submission, model, lr):
@@ -496,8 +515,12 @@ def test_train_vae_records_each_steps_loss_per_image(submission):
     _, losses, rec = _run(submission, X, 2, 64, optimizer=None, lr=1e-3)
     expect(isinstance(losses, list), f"train_vae should return a list, got {type(losses).__name__}")
     steps = 2 * math.ceil(300 / 64)
+    cause = {steps // 2: ": one epoch too few (loop over range(n_epochs))",
+             3 * steps // 2: ": one epoch too many (loop over range(n_epochs))",
+             2 * (300 // 64): ": the last, smaller batch of each epoch is missing",
+             2: ": one value per epoch; record every step's"}
     expect(len(losses) == steps, f"300 images in batches of 64 for 2 epochs are {steps} steps: "
-           f"train_vae returned {len(losses)} values")
+           f"train_vae returned {len(losses)} values" + cause.get(len(losses), ""))
     expect(all(isinstance(v, float) and not isinstance(v, bool) for v in losses),
            "record Python floats (loss.item() / len(xb)), not tensors")
     expect(len(rec.losses) == steps, f"train_vae called vae_loss {len(rec.losses)} times in "
@@ -520,12 +543,13 @@ def test_train_vae_records_each_steps_loss_per_image(submission):
 
 
 @points(0.5, cell="test_train_vae")
-def test_train_vae_shuffles_with_the_seed(submission):
+def test_train_vae_shuffles_with_the_seed(submission, epoch_offset):
     """train_vae: every epoch visits each image once in a shuffled order set by seed"""
     X = _fit_data(200)
 
     def orders(seed: int) -> list[list[int]]:
-        _, _, rec = _run(submission, X, 2, 50, seed=seed, optimizer=None, lr=0.0)
+        _, _, rec = _run(submission, X, 2, 50, seed=seed, optimizer=None, lr=0.0,
+                         offset=epoch_offset)
         rows = []
         for call in rec.losses:
             found = _rows_of(call["x"].cpu(), X)
@@ -552,7 +576,7 @@ def test_train_vae_shuffles_with_the_seed(submission):
 
 
 @points(0.75, cell="test_train_vae")
-def test_train_vae_denoising_inputs_and_targets(submission):
+def test_train_vae_denoising_inputs_and_targets(submission, epoch_offset):
     """train_vae: with noise > 0 the model sees corrupt(xb, noise, generator) and the loss the
     clean xb; with noise 0 it sees xb"""
     X = _fit_data(120)
@@ -560,7 +584,8 @@ def test_train_vae_denoising_inputs_and_targets(submission):
         model = build(submission, 20, 16, 3, seed=62)
         start = submission.method(model, "state_dict")
         sgd = _sgd(submission, model, 0.0)
-        _, _, rec = _run(submission, X, 1, 40, noise=noise, optimizer=sgd, model=model)
+        _, _, rec = _run(submission, X, 1, 40, noise=noise, optimizer=sgd, model=model,
+                        offset=epoch_offset)
         # a loop that ignores its optimizer has moved the weights: back to the start (its first
         # step is still judged here; ignoring the optimizer is another test's)
         submission.method(model, "load_state_dict", start)
@@ -593,13 +618,13 @@ def test_train_vae_denoising_inputs_and_targets(submission):
 
 
 @points(0.5, cell="test_train_vae")
-def test_train_vae_uses_the_given_optimizer(submission):
+def test_train_vae_uses_the_given_optimizer(submission, epoch_offset):
     """train_vae: steps with the optimizer it is given (here SGD with lr 0: nothing moves)"""
     X = _fit_data(100)
     model = build(submission, 20, 16, 3, seed=63)
     before = submission.method(model, "state_dict")
     sgd = _sgd(submission, model, 0.0)
-    _run(submission, X, 1, 50, optimizer=sgd, model=model)
+    _run(submission, X, 1, 50, optimizer=sgd, model=model, offset=epoch_offset)
     after = submission.method(model, "state_dict")
     expect(isinstance(after, Mapping) and isinstance(before, Mapping) and set(after) == set(before),
            "the VAE's state_dict could not be read back after train_vae")
@@ -609,14 +634,14 @@ def test_train_vae_uses_the_given_optimizer(submission):
 
 
 @points(0.5, cell="test_train_vae")
-def test_train_vae_default_optimizer_is_adam_with_lr(submission):
+def test_train_vae_default_optimizer_is_adam_with_lr(submission, epoch_offset):
     """train_vae: without an optimizer, Adam with the lr argument (one step moves each weight by
     about lr)"""
     X = _fit_data(64)
     for lr in (1e-3, 4e-3):
         model = build(submission, 20, 16, 3, seed=64)
         before = submission.method(model, "state_dict")
-        _run(submission, X, 1, 64, lr=lr, model=model)
+        _run(submission, X, 1, 64, lr=lr, model=model, offset=epoch_offset)
         after = submission.method(model, "state_dict")
         expect(isinstance(after, Mapping) and set(after) == set(before),
                "the VAE's state_dict could not be read back after train_vae")
@@ -640,12 +665,12 @@ def _neg_elbo(submission, model, X) -> float:
 
 
 @points(0.5, cell="test_train_vae")
-def test_train_vae_learns(submission):
+def test_train_vae_learns(submission, epoch_offset):
     """train_vae: 192 steps on MNIST bring the test negative ELBO per image under a bound"""
     X, _ = mnist("train", N_FIT)
     X_eval, _ = mnist("test", N_EVAL)
     model, losses, _ = _run(submission, X, FIT_EPOCHS, FIT_BATCH, lr=FIT_LR,
-                            model=build(submission, seed=65))
+                            model=build(submission, seed=65), offset=epoch_offset)
     got = _neg_elbo(submission, model, X_eval)
     expect(math.isfinite(got) and got <= ELBO_BOUND,
            f"after train_vae (3 epochs of 4,096 images, batches of 64, lr 3e-3) the test "
@@ -654,13 +679,13 @@ def test_train_vae_learns(submission):
 
 
 @points(0.5, cell="test_train_vae")
-def test_train_vae_denoises(submission):
+def test_train_vae_denoises(submission, epoch_offset):
     """train_vae: with noise 0.5 the model's output is much closer to the clean images than its
     noisy input"""
     X, _ = mnist("train", N_FIT)
     X_eval, _ = mnist("test", N_EVAL)
     model, _, _ = _run(submission, X, FIT_EPOCHS, FIT_BATCH, lr=FIT_LR, noise=NOISE,
-                       model=build(submission, seed=66))
+                       model=build(submission, seed=66), offset=epoch_offset)
     noisy = ref_corrupt(X_eval, NOISE, gen(67))
     mu, _ = pair(submission.method(model, "encode", noisy), "VAE.encode(x)")
     out = expect_tensor(submission.method(model, "decode", mu), "VAE.decode(mu)",
