@@ -739,8 +739,13 @@ def test_anomaly_scores_negative_elbo_at_mu(submission):
     """anomaly_scores: per image, summed BCE of decode(mu) plus its KL term (z = mu, no noise)"""
     model = build(submission, 40, 24, 4, seed=80)
     X = images(2500, 40, 81)
-    got = expect_tensor(submission.call("anomaly_scores", model, X, batch_size=700),
-                        "anomaly_scores(model, X, batch_size=700)", shape=(2500,), floating=True)
+    got = submission.call("anomaly_scores", model, X, batch_size=700)
+    rows = got.shape[0] if isinstance(got, torch.Tensor) and got.dim() >= 1 else None
+    expect(rows not in (2100, 2800), f"anomaly_scores of 2,500 images in batches of 700 has "
+           f"{rows} rows: " + ("the last, smaller batch (400 images) is missing"
+                              if rows == 2100 else "the last batch is scored twice or padded"))
+    got = expect_tensor(got, "anomaly_scores(model, X, batch_size=700)", shape=(2500,),
+                        floating=True)
     mu, log_var = pair(submission.method(model, "encode", X), "VAE.encode(X)")
     recon = expect_tensor(submission.method(model, "decode", mu), "VAE.decode(mu)",
                           shape=(2500, 40), floating=True)
@@ -765,12 +770,12 @@ def test_anomaly_scores_negative_elbo_at_mu(submission):
 def test_anomaly_scores_device_and_no_gradients(submission, device):
     """anomaly_scores: an (N,) tensor on X's device, without gradients"""
     model = build(submission, 40, 24, 4, seed=82)
-    X = images(130, 40, 83)
-    r = submission.call_info("anomaly_scores", model, X, batch_size=32)
-    expect_tensor(r.value, "anomaly_scores(model, X, batch_size=32)", shape=(130,),
+    X = images(130, 40, 83)  # two whole batches: the batching is the value test's
+    r = submission.call_info("anomaly_scores", model, X, batch_size=65)
+    expect_tensor(r.value, "anomaly_scores(model, X, batch_size=65)", shape=(130,),
                   floating=True)
     expect_device(r.devices, device, "anomaly_scores")
-    got = submission.call_remote("anomaly_scores", model, X)
+    got = submission.call_remote("anomaly_scores", model, X, batch_size=65)
     needs = submission.attr(got, "requires_grad")
     submission.drop(got)
     expect(needs is False, "anomaly_scores' result carries gradients: compute it inside "
@@ -778,13 +783,13 @@ def test_anomaly_scores_device_and_no_gradients(submission, device):
 
 
 @points(0.5, cell="test_anomaly_scores")
-def test_anomaly_scores_detect_unseen_digits(submission):
+def test_anomaly_scores_detect_unseen_digits(submission, epoch_offset):
     """anomaly_scores: a VAE trained on digits 0-4 scores 5-9 higher (AUC above a floor)"""
     X, y = mnist("train", 4 * N_FIT)
     X = X[y < 5][:N_FIT]
     X_eval, y_eval = mnist("test", 2 * N_EVAL)
     model, _, _ = _run(submission, X, FIT_EPOCHS, FIT_BATCH, lr=FIT_LR,
-                       model=build(submission, seed=84))
+                       model=build(submission, seed=84), offset=epoch_offset)
     scores = expect_tensor(submission.call("anomaly_scores", model, X_eval),
                            "anomaly_scores(model, X)", shape=(len(X_eval),), floating=True)
     expect_finite(scores, "anomaly_scores(model, X)")
