@@ -15,12 +15,21 @@ from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    ClearSolutions,
+    ComputeChecksums,
     GetGrades,
+    IncludeHeaderFooter,
+    InstantiateTests,
     LimitOutput,
+    LockCells,
     SaveAutoGrades,
+    SaveCells,
 )
 
 from course.grading.nbgrader_bridge import (
+    ColabSetup,
     SandboxAutograde,
     keep_release_on_failure,
     refuse_validating_submissions,
@@ -52,6 +61,13 @@ c.IncludeHeaderFooter.header = "source/header.ipynb"
 # What students see in place of a solution region: a stub that fails loudly when run.
 c.ClearSolutions.code_stub = {"python": "# your code here\nraise NotImplementedError"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# Then the "Open in Colab" link and the cell that installs `course` where it is missing, from
+# [project.urls] Repository in pyproject.toml (course/colab.py), before everything else.
+c.GenerateAssignment.preprocessors = [
+    IncludeHeaderFooter, ColabSetup, InstantiateTests, LockCells, ClearSolutions, ClearOutput,
+    CheckCellMetadata, ComputeChecksums, SaveCells, ClearHiddenTests, ClearMarkScheme,
+    ComputeChecksums, CheckCellMetadata,
+]
 
 # --- exchange and export ------------------------------------------------------------------
 # nbgrader's exchange (release_assignment / collect on a shared server): a folder of this

@@ -85,10 +85,65 @@ def test_release_has_no_solution_or_hidden_test_text(generated: Path) -> None:
 
 
 def test_release_starts_with_the_header(generated: Path) -> None:
+    """After the two setup cells (the next test's), the header."""
     nb = _release_nb(generated)
     header = nbformat.read(generated / "source" / "header.ipynb", as_version=4)
-    assert [c.source for c in nb.cells[: len(header.cells)]] == [c.source for c in header.cells]
-    assert 'NAME = ""' in nb.cells[1].source
+    assert [c.source for c in nb.cells[2:2 + len(header.cells)]] == [c.source for c in header.cells]
+    assert 'NAME = ""' in nb.cells[3].source
+
+
+def test_release_opens_with_a_colab_link_and_an_install_cell(generated: Path) -> None:
+    """Both built from [project.urls] Repository of the repository's pyproject.toml (the
+    fixture course has none of its own), both locked."""
+    import tomllib
+
+    from course import colab
+
+    nb = _release_nb(generated)
+    link, install = nb.cells[0], nb.cells[1]
+    url = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    owner_name = url.removeprefix("https://github.com/")
+    assert link.cell_type == "markdown" and install.cell_type == "code"
+    assert (f"(https://colab.research.google.com/github/{owner_name}/blob/main/release/{FX}/"
+            f"{FX}.ipynb)") in link.source
+    assert f'"course @ git+{url}@main"' in install.source
+    for cell, gid in ((link, colab.LINK_ID), (install, colab.INSTALL_ID)):
+        assert cell.metadata.nbgrader.grade_id == gid and cell.metadata.nbgrader.locked
+        assert not cell.metadata.nbgrader.grade and not cell.metadata.nbgrader.solution
+    assert "%" not in install.source and "!" not in install.source  # plain Python: the grader runs it
+
+
+def test_setup_cells_follow_the_configured_repository(course: Path) -> None:
+    """Another URL in the course's own pyproject.toml changes the link and the install cell;
+    a URL that is not a GitHub repository stops the release with a message saying where."""
+    (course / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[project.urls]\nRepository = "https://github.com/someone/'
+        'ml-course.git"\nReleases-branch = "fall-2026"\n')
+    generate.release(FX, root=course)
+    nb = _release_nb(course)
+    assert ("https://colab.research.google.com/github/someone/ml-course/blob/fall-2026/release/"
+            f"{FX}/{FX}.ipynb") in nb.cells[0].source
+    assert '"course @ git+https://github.com/someone/ml-course@fall-2026"' in nb.cells[1].source
+    (course / "pyproject.toml").write_text('[project]\nname = "x"\n[project.urls]\n'
+                                           'Repository = "<this repository\'s URL>"\n')
+    with pytest.raises(CourseError, match=r"\[project.urls\] Repository"):
+        generate.release(FX, root=course)
+    assert _release_nb(course).cells[1].source == nb.cells[1].source  # the release is kept
+
+
+def test_install_cell_installs_only_where_the_package_is_missing(generated: Path,
+                                                                 monkeypatch) -> None:
+    import importlib.util
+
+    install = _release_nb(generated).cells[1].source
+    calls: list = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    exec(compile(install, "install_course", "exec"), {})  # course is importable here
+    assert calls == []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    exec(compile(install, "install_course", "exec"), {})
+    assert len(calls) == 1 and calls[0][:4] == [sys.executable, "-m", "pip", "install"]
+    assert calls[0][-1].startswith("course @ git+https://github.com/")
 
 
 def test_release_keeps_nbgrader_metadata(generated: Path) -> None:
@@ -408,3 +463,16 @@ def test_experiment_cells_are_locked_code(repo_ids: list[str]) -> None:
         for cell in nb.cells:
             if "experiment" in cell.metadata.get("tags", []):
                 assert cell.cell_type == "code" and cell.metadata.nbgrader.locked, cell.metadata.nbgrader.grade_id
+
+
+def test_every_release_opens_with_its_own_colab_link(released_ids: list[str]) -> None:
+    """The committed releases carry the configured link and install line; the README holds no
+    placeholder for the repository's address."""
+    from course import colab
+
+    for a in released_ids:
+        nb = nbformat.read(REPO / "release" / a / f"{a}.ipynb", as_version=4)
+        assert f"({colab.colab_url(a, REPO)})" in nb.cells[0].source, a
+        assert f'"{colab.install_requirement(REPO)}"' in nb.cells[1].source, a
+    readme = (REPO / "README.md").read_text()
+    assert not re.search(r"<[^<>\n]*\b(URL|url)\b[^<>\n]*>", readme)

@@ -9,7 +9,10 @@ message) and its score as an ``execute_result``, which nbgrader's ``SaveAutoGrad
 the cell's partial credit. A submission that gets no verdict raises: nbgrader records no score
 (never a zero). :func:`keep_release_on_failure` stops ``nbgrader generate_assignment --force``
 from deleting the committed release when generation fails; :func:`refuse_validating_submissions`
-stops ``nbgrader validate`` from running a submission in a plain kernel.
+stops ``nbgrader validate`` from running a submission in a plain kernel. :class:`ColabSetup`
+puts the "Open in Colab" link and the install cell (course.colab) at the top of every release,
+whichever route generates it (``course release``, ``nbgrader generate_assignment``, the
+formgrader).
 """
 
 from __future__ import annotations
@@ -125,6 +128,15 @@ def annotate(nb: NotebookNode, results: dict[str, Any]) -> NotebookNode:
     if missing := sorted(set(cells) - seen):
         raise CourseError(f"the hidden tests grade cells this notebook lacks: {', '.join(missing)}")
     return nb
+
+
+class ColabSetup(NbGraderPreprocessor):
+    """generate_assignment step: the release's first cells, from the configured repository."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from course import colab
+
+        return colab.add_setup_cells(nb, resources["nbgrader"]["assignment"], Path.cwd()), resources
 
 
 def keep_release_on_failure() -> None:
