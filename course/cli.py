@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
                    help="copy the files from a local mirror folder instead of downloading")
     p.add_argument("--dest", type=Path, default=None,
-                   help="data folder (default: $COURSE_DATA or <repo>/data)")
+                   help="data folder (default: $COURSE_DATA, else <repo>/data in a checkout, else the per-user cache)")
     p.set_defaults(func=_cmd_data)
 
     p = sub.add_parser("release", help="generate student notebooks in release/ (nbgrader)",

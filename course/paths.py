@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from course.errors import CourseError
@@ -25,10 +26,28 @@ def repo_root() -> Path:
     return Path.cwd().resolve()
 
 
+def user_cache_dir() -> Path:
+    """This user's cache folder for the course: ``~/Library/Caches/course`` on macOS,
+    ``%LOCALAPPDATA%\\course`` on Windows, ``$XDG_CACHE_HOME/course`` (``~/.cache/course``)
+    elsewhere."""
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "course"
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local") / "course"
+    return Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "course"
+
+
 def data_dir() -> Path:
-    """The data folder: ``COURSE_DATA`` if set, else ``<repo>/data``."""
+    """The data folder: ``COURSE_DATA`` if set; ``<repo>/data`` in a course checkout (this
+    package's own, or ``COURSE_ROOT``); else (a pip-installed package: Colab, a laptop) the
+    per-user cache, so MNIST is downloaded once per user, not once per folder a notebook runs in."""
     env = os.environ.get("COURSE_DATA")
-    return Path(env).expanduser().resolve() if env else repo_root() / "data"
+    if env:
+        return Path(env).expanduser().resolve()
+    if os.environ.get("COURSE_ROOT") or (PACKAGE_DIR.parent / "pyproject.toml").exists():
+        return repo_root() / "data"
+    return user_cache_dir() / "data"
 
 
 def assignment_ids(root: Path | None = None) -> list[str]:

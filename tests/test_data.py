@@ -361,3 +361,50 @@ def test_load_mnist_rejects_bad_n(n: object, mnist_root: Path) -> None:
 def test_load_mnist_rejects_n_above_split_size(mnist_root: Path) -> None:
     with pytest.raises(ValueError, match="only 10000 images"):
         data.load_mnist("test", n=10_001, root=mnist_root)
+
+
+def test_data_dir_is_the_checkout_then_the_per_user_cache(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """COURSE_DATA wins; a checkout keeps <repo>/data; a pip-installed package (no pyproject.toml
+    beside it, no COURSE_ROOT) uses the per-user cache, whatever folder the notebook runs in."""
+    import sys
+
+    from course import paths
+
+    monkeypatch.delenv("COURSE_DATA", raising=False)
+    monkeypatch.delenv("COURSE_ROOT", raising=False)
+    assert paths.data_dir() == paths.repo_root() / "data"  # this checkout
+    installed = tmp_path / "site-packages" / "course"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(paths, "PACKAGE_DIR", installed)
+    monkeypatch.chdir(tmp_path)  # a notebook's folder
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert paths.data_dir() == tmp_path / "cache" / "course" / "data"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert paths.data_dir() == tmp_path / "home" / ".cache" / "course" / "data"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert paths.data_dir() == tmp_path / "home" / "Library" / "Caches" / "course" / "data"
+    monkeypatch.setenv("COURSE_ROOT", str(tmp_path / "course"))
+    assert paths.data_dir() == tmp_path / "course" / "data"
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "mine"))
+    assert paths.data_dir() == tmp_path / "mine"
+
+
+def test_missing_mnist_error_names_the_cache_folder_and_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from course import paths
+
+    monkeypatch.delenv("COURSE_DATA", raising=False)
+    monkeypatch.delenv("COURSE_ROOT", raising=False)
+    monkeypatch.setattr(paths, "PACKAGE_DIR", tmp_path / "site-packages" / "course")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DataError) as info:
+        data.load_mnist("test", download=False)
+    message = str(info.value)
+    assert str(tmp_path / "cache" / "course" / "data" / "MNIST" / "raw") in message
+    assert "course data fetch mnist" in message
