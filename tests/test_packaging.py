@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import email
 import json
+import os
 import re
 import subprocess
 import sys
@@ -119,3 +120,92 @@ def test_every_module_the_notebooks_import_is_in_the_runtime():
                     assert PROVIDER.get(top) in RUNTIME, (
                         f"{nb_path.name} imports {top}, which the student runtime does not "
                         "install")
+
+
+# -- a student's install, for real --------------------------------------------------------------
+#: The assignment run from the fresh install: it loads only the toy data shipped in the package.
+FRESH_ASSIGNMENT = "02_gradient_descent"
+
+
+def _preinstalled_torch(folder) -> None:
+    """Link torch and what it needs (from this venv) into ``folder``: Colab's situation, a
+    torch that is there before the course is installed (and that must stay)."""
+    import importlib.metadata as md
+
+    todo, seen = ["torch"], set()
+    while todo:
+        dist = md.distribution(todo.pop())
+        key = re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+        base = dist.locate_file("")
+        for top in {f.parts[0] for f in dist.files or [] if f.parts[0] != ".."}:
+            if (base / top).exists() and not (folder / top).exists():
+                (folder / top).symlink_to(base / top)
+
+
+def _filled_release(assignment: str) -> dict:
+    """The release notebook with every solution cell replaced by the reference's: what a
+    student who got everything right hands in (the setup cells included)."""
+    from course.grading.notebook import grade_id, nbgrader_meta, read_notebook
+    from course.submissions import reference_submission, release_path
+
+    solved = {grade_id(c): c["source"] for c in reference_submission(assignment)["cells"]}
+    nb = read_notebook(release_path(assignment))
+    for cell in nb["cells"]:
+        if nbgrader_meta(cell).get("solution"):
+            cell["source"] = solved[grade_id(cell)]
+    return nb
+
+
+@pytest.mark.slow
+def test_a_fresh_install_runs_a_filled_release_from_an_empty_folder(wheel, tmp_path):
+    """`pip install` of the wheel, no extras, into a fresh venv that already has a torch (as
+    Colab has): pip adds the rest from the package index, keeps that torch, installs no
+    instructor tool; the release of 02, filled with the solution, runs as a plain script in an
+    empty folder outside the repository (its install cell finds the package and does nothing;
+    its toy data comes from the package)."""
+    from course.grading.notebook import source_of, to_python
+
+    venv, pre, empty, home = (tmp_path / n for n in ("venv", "preinstalled", "empty", "home"))
+    for folder in (pre, empty, home):
+        folder.mkdir()
+    _preinstalled_torch(pre)
+    base_python = getattr(sys, "_base_executable", sys.executable)  # not this venv's
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = venv / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    (site / "colab.pth").write_text(f"{pre}\n")
+    # a clean environment (HOME empty: no user cache, no user config) but the machine's own
+    # pip settings, which say where the package index is
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+           **{k: v for k, v in os.environ.items() if k.startswith(("PIP_", "SSL_CERT"))}}
+    proc = subprocess.run([str(py), "-m", "pip", "install", "--quiet", str(wheel)], env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    installed = {re.sub(r"[-_.]+", "-", d["name"]).lower(): d["version"] for d in json.loads(listed)}
+    assert RUNTIME <= set(installed)
+    assert not INSTRUCTOR_ONLY & set(installed), sorted(INSTRUCTOR_ONLY & set(installed))
+    import torch
+
+    assert installed["torch"] == torch.__version__  # the torch that was there is kept
+    where = subprocess.run([str(py), "-c", "import torch; print(torch.__file__)"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(pre)), where
+
+    script = "\n\n".join(to_python(source_of(c)) for c in _filled_release(FRESH_ASSIGNMENT)["cells"]
+                         if c.get("cell_type") == "code")
+    run = tmp_path / "notebook.py"
+    run.write_text(script)
+    proc = subprocess.run([str(py), "-I", str(run)], cwd=empty, capture_output=True, text=True,
+                          env={**env, "MPLBACKEND": "Agg", "COURSE_SCALE": "ci"}, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy" in proc.stdout
+    assert list(empty.iterdir()) == []  # nothing written where the notebook ran
