@@ -49,7 +49,8 @@ def _cmd_solutions(args: argparse.Namespace) -> int:
     from course import generate
 
     for a in ids:
-        path = generate.solutions(a, execute=not args.no_execute, scale=args.scale)
+        path = generate.solutions(a, execute=not args.no_execute, scale=args.scale,
+                                  text_only=args.text_only)
         print(path)
         for cell_id in args.print or []:
             print(f"--- {a}: output of cell {cell_id} ---")
@@ -128,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "at full scale (figures included).")
     p.add_argument("assignment", nargs="*", help="assignment ids (default: all)")
     p.add_argument("--no-execute", action="store_true", help="write without executing")
+    p.add_argument("--text-only", action="store_true",
+                   help="take the source's Markdown into the executed solutions without running "
+                        "them again (refused if a code cell changed)")
     p.add_argument("--scale", choices=["full", "ci"], default="full",
                    help="scale profile to execute at (default: full; `course check` expects full)")
     p.add_argument("--print", metavar="CELL", action="append",

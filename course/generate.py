@@ -227,12 +227,17 @@ def solved_notebook(assignment: str, root: Path | str | None = None) -> Notebook
 
 
 def solutions(
-    assignment: str, root: Path | str | None = None, execute: bool = True, scale: str = "full"
+    assignment: str, root: Path | str | None = None, execute: bool = True, scale: str = "full",
+    text_only: bool = False,
 ) -> Path:
     """Write ``solutions/<id>/<id>.ipynb``, executed at ``scale`` unless ``execute`` is False.
 
     The other files of ``source/<id>/`` are copied next to it (the notebook runs there). The
-    notebook is not written if a cell fails.
+    notebook is not written if a cell fails. The run's wall time is recorded in
+    ``metadata.course.execution_s`` (what each notebook's runtime statement is checked against).
+    ``text_only`` takes the source's Markdown into the executed solutions without running them
+    again (a wording fix need not cost a full-scale run); it is refused unless every code cell,
+    in order, is what the source generates now.
     """
     from course.profiles import PROFILES
 
@@ -244,15 +249,47 @@ def solutions(
     out_dir = root / "solutions" / assignment
     out_dir.mkdir(parents=True, exist_ok=True)
     _copy_assignment_files(root, assignment, out_dir)
+    if text_only:
+        return _refresh_text(assignment, nb, out_dir / f"{assignment}.ipynb")
+    seconds = None
     if execute:
         start = time.perf_counter()
         _execute(nb, out_dir, root, scale, assignment)
-        _say(f"solutions {assignment}: executed in {time.perf_counter() - start:.1f} s")
+        seconds = round(time.perf_counter() - start, 1)
+        _say(f"solutions {assignment}: executed in {seconds:.1f} s")
     nb.metadata["course"]["scale"] = scale if execute else None
+    nb.metadata["course"]["execution_s"] = seconds
     nb.cells = nbformat.reads(nbformat.writes(nb), as_version=4).cells  # as it will read back
     nb.metadata["course"]["content_sha256"] = cells_digest(nb.cells)
     path = out_dir / f"{assignment}.ipynb"
     nbformat.write(nb, path)
+    return path
+
+
+def _refresh_text(assignment: str, nb: NotebookNode, path: Path) -> Path:
+    """The executed ``path`` with ``nb``'s Markdown (see ``solutions(text_only=True)``)."""
+    fix = f"run `course solutions {assignment}` (without --text-only)"
+    if not path.is_file():
+        raise CourseError(f"{path}: no executed solutions to update: {fix}")
+    old = _read(path)
+    stored = old.metadata.get("course", {})
+    if stored.get("generated_by") != GENERATED_BY or stored.get("content_sha256") != cells_digest(old.cells):
+        raise CourseError(f"{path} was not written by `course solutions` or was edited by hand: {fix}")
+    want = [(c.cell_type, c.source) for c in nb.cells if c.cell_type == "code"]
+    have = [(c.cell_type, c.source) for c in old.cells if c.cell_type == "code"]
+    if want != have:
+        first = next((i for i, (a, b) in enumerate(zip(want, have, strict=False)) if a != b),
+                     min(len(want), len(have)))
+        raise CourseError(f"solutions {assignment}: code cell {first} changed since the run, so its "
+                          f"outputs would be stale: {fix}")
+    executed = iter(c for c in old.cells if c.cell_type == "code")
+    nb.cells = [next(executed) if c.cell_type == "code" else c for c in nb.cells]
+    for key in ("scale", "execution_s"):
+        nb.metadata["course"][key] = stored.get(key)
+    nb.cells = nbformat.reads(nbformat.writes(nb), as_version=4).cells
+    nb.metadata["course"]["content_sha256"] = cells_digest(nb.cells)
+    nbformat.write(nb, path)
+    _say(f"solutions {assignment}: text updated, outputs kept from the run")
     return path
 
 

@@ -238,7 +238,39 @@ def test_executed_solutions_have_outputs_and_figures(generated: Path) -> None:
     assert (generated / "solutions" / FX / "values.txt").is_file()  # the notebook ran beside it
     stamp = nb.metadata.course
     assert stamp.scale == "full" and stamp.generated_by == "course solutions"
+    assert 0 < stamp.execution_s < 600  # the run's wall time, for the runtime statements
     assert stamp.content_sha256 == generate.cells_digest(nb.cells)
+
+
+def _edit_source(root: Path, grade_id: str, edit) -> None:
+    path = root / "source" / FX / f"{FX}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = _cell(nb, grade_id)
+    cell.source = edit(cell.source)
+    nbformat.write(nb, path)
+
+
+def test_text_only_takes_new_wording_and_keeps_the_outputs(course: Path) -> None:
+    before = nbformat.read(_solution_path(course), as_version=4)
+    _edit_source(course, "intro", lambda text: text + "\n\nA sentence added after the run.")
+    assert generate.check([FX], root=course)  # stale now
+    generate.solutions(FX, root=course, text_only=True)
+    after = nbformat.read(_solution_path(course), as_version=4)
+    assert "A sentence added after the run." in _cell(after, "intro").source
+    code = [(c.source, c.outputs, c.execution_count) for c in before.cells if c.cell_type == "code"]
+    assert code == [(c.source, c.outputs, c.execution_count) for c in after.cells
+                    if c.cell_type == "code"]
+    assert after.metadata.course.execution_s == before.metadata.course.execution_s
+    generate.release(FX, root=course)  # the release takes the wording too
+    assert generate.check([FX], root=course) == []
+
+
+def test_text_only_is_refused_when_code_changed(course: Path) -> None:
+    before = _solution_path(course).read_bytes()
+    _edit_source(course, "plot_values", lambda text: text + "\nprint('one more line')")
+    with pytest.raises(CourseError, match=r"code cell \d+ changed since the run.*without --text-only"):
+        generate.solutions(FX, root=course, text_only=True)
+    assert _solution_path(course).read_bytes() == before
 
 
 def test_cell_text_reads_what_a_cell_printed(generated: Path) -> None:
