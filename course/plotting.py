@@ -391,7 +391,7 @@ def plot_decision_boundary(
         handles = ax.get_legend_handles_labels()[0]
         handles.append(Line2D([], [], color="black", linewidth=1.5, label="boundary (p = 0.5)"))
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3,
-                  fontsize=8, frameon=False)
+                  fontsize=10, markerscale=1.6, frameon=False)
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_title(title)
@@ -406,26 +406,42 @@ def plot_curves_per_epoch(
     ylabel: str = "loss",
     logy: bool = True,
     ax: Axes | None = None,
+    colors: Mapping[str, Any] | None = None,
+    smooth: int = 1,
+    legend: bool = True,
 ) -> Axes:
     """Per-step training losses of several runs on one axis measured in epochs.
 
     ``curves``: ``{name: (losses, steps_per_epoch)}``; step ``i`` (from 0) of a run is drawn at
     ``(i + 1) / steps_per_epoch`` epochs, so runs with different batch sizes line up. A log
-    scale (``logy``) suits reconstruction losses. Returns the axes. Used by 03 (and 04, 05:
-    any comparison of training runs).
+    scale (``logy``) suits reconstruction losses. ``colors[name]`` fixes a run's colour (the
+    same run in the same colour on every panel). With ``smooth`` > 1 each run is a faint line
+    of its steps under the running mean of ``smooth`` steps, so a noisy run does not hide the
+    others. ``legend=False`` leaves the legend to the caller (one for a whole figure). Returns
+    the axes. Used by 03 (and 04, 05: any comparison of training runs).
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+    if smooth < 1:
+        raise ValueError(f"plot_curves_per_epoch: smooth must be >= 1, got {smooth}")
     for name, (losses, steps_per_epoch) in curves.items():
         if steps_per_epoch < 1:
             raise ValueError(f"plot_curves_per_epoch: steps_per_epoch of {name!r} must be >= 1")
         y = to_numpy(losses).astype(np.float64).ravel()
-        ax.plot(np.arange(1, len(y) + 1) / steps_per_epoch, y, label=name, linewidth=1.2)
+        x = np.arange(1, len(y) + 1) / steps_per_epoch
+        colour = (colors or {}).get(name)
+        if smooth > 1 and len(y) >= smooth:
+            (faint,) = ax.plot(x, y, color=colour, linewidth=0.6, alpha=0.25)
+            mean = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(x[smooth - 1:], mean, color=faint.get_color(), linewidth=1.6, label=name)
+        else:
+            ax.plot(x, y, color=colour, label=name, linewidth=1.2)
     if logy:
         ax.set_yscale("log")
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3, which="both")
-    ax.legend()
+    if legend:
+        ax.legend()
     return ax
