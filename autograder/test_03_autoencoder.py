@@ -136,7 +136,9 @@ def _epochs_taken(value: object, per_epoch: int, most: int = 12) -> int:
     """How many whole epochs of ``per_epoch`` steps the returned losses describe. The number of
     epochs asked for is test_train_returns_step_losses's to judge: the other tests replay as
     many epochs as the loop ran, so an epoch too many or too few is charged once."""
-    n = len(_losses(value))
+    expect(isinstance(value, list) and value, "train_autoencoder should return a list of "
+           "Python floats (loss.item() every step)")
+    n = len(value)  # the values themselves are judged where a test reads them
     expect(n % per_epoch == 0 and 1 <= n // per_epoch <= most,
            f"train_autoencoder returned {n} losses, not a whole number of epochs of {per_epoch} "
            "steps: return the loss of every step")
@@ -466,7 +468,7 @@ def test_train_shuffles_every_epoch_from_the_seed(submission):
         losses = submission.call("train_autoencoder", model, X, 3, batch_size=100, seed=seed,
                                  optimizer=frozen)
         # 3 epochs asked, 2 or more judged: the count is test_train_returns_step_losses's
-        expect(_epochs_taken(losses, 3) >= 2, "train_autoencoder ran one epoch where 3 were "
+        expect(_epochs_taken(_losses(losses), 3) >= 2, "train_autoencoder ran one epoch where 3 were "
                "asked: the shuffle of later epochs cannot be seen")
         return losses
 
