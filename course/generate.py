@@ -286,6 +286,7 @@ def _refresh_text(assignment: str, nb: NotebookNode, path: Path) -> Path:
     nb.cells = [next(executed) if c.cell_type == "code" else c for c in nb.cells]
     for key in ("scale", "execution_s"):
         nb.metadata["course"][key] = stored.get(key)
+    nb.metadata = nbformat.from_dict({**old.metadata, "course": nb.metadata["course"]})  # + language_info
     nb.cells = nbformat.reads(nbformat.writes(nb), as_version=4).cells
     nb.metadata["course"]["content_sha256"] = cells_digest(nb.cells)
     nbformat.write(nb, path)

@@ -261,6 +261,7 @@ def test_text_only_takes_new_wording_and_keeps_the_outputs(course: Path) -> None
     assert code == [(c.source, c.outputs, c.execution_count) for c in after.cells
                     if c.cell_type == "code"]
     assert after.metadata.course.execution_s == before.metadata.course.execution_s
+    assert after.metadata.language_info == before.metadata.language_info  # as the kernel left it
     generate.release(FX, root=course)  # the release takes the wording too
     assert generate.check([FX], root=course) == []
 
@@ -508,3 +509,4 @@ def test_every_release_opens_with_its_own_colab_link(released_ids: list[str]) ->
         assert f'"{colab.install_requirement(REPO)}"' in nb.cells[1].source, a
     readme = (REPO / "README.md").read_text()
     assert not re.search(r"<[^<>\n]*\b(URL|url)\b[^<>\n]*>", readme)
+
