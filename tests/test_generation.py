@@ -510,3 +510,73 @@ def test_every_release_opens_with_its_own_colab_link(released_ids: list[str]) ->
     readme = (REPO / "README.md").read_text()
     assert not re.search(r"<[^<>\n]*\b(URL|url)\b[^<>\n]*>", readme)
 
+
+
+# -- numbers quoted in the text ------------------------------------------------------------------
+#: A decimal number in running text (not in $math$ or `code`), with an optional scale word or %.
+QUOTED = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)(?![\w.]*\d)\s*(million|thousand|%)?")
+PRINTED = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+SCALE = {"million": 1e6, "thousand": 1e3, "%": 0.01}
+
+
+def quoted_numbers(markdown: str) -> list[tuple[str, float, int, str]]:
+    """(as written, value, decimals, context) of each decimal number quoted in ``markdown``."""
+    text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$|`[^`\n]*`", " ", markdown, flags=re.S)
+    found = []
+    for m in QUOTED.finditer(text):
+        digits = (m.group(1) + m.group(2)).replace(",", "")
+        value = float(digits) * SCALE.get(m.group(3) or "", 1.0)
+        found.append((m.group(0).strip(), value, len(m.group(2)) - 1,
+                      " ".join(text[max(0, m.start() - 50):m.end() + 20].split())))
+    return found
+
+
+def printed_values(nb: nbformat.NotebookNode) -> list[float]:
+    """Every number the notebook's code printed (stdout and plain-text results; not stderr,
+    where progress bars show passing values)."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") != "stdout":
+                continue
+            text = o.get("text") or o.get("data", {}).get("text/plain") or ""
+            out += [float(t.replace(",", "")) for t in PRINTED.findall(text)]
+    return out
+
+
+def matches(value: float, decimals: int, scale: float, printed: list[float]) -> bool:
+    """``value`` as written is one of ``printed`` rounded the way the text rounds it (a
+    percentage may be printed as a fraction or as a percentage)."""
+    unit = scale * 10.0 ** -decimals
+    return any(abs(p * k - value) <= unit / 2 * (1 + 1e-9)
+               for p in printed for k in ((1.0, 0.01) if scale == 0.01 else (1.0,)))
+
+
+def test_quoted_number_detector() -> None:
+    text = ("accuracy 0.82 and $\\tau = 0.5$ and `lr=1e-3`, 1.6 million parameters, 17.6% of it,"
+            " 3,900.5 images, version 2.13.0")
+    assert [(q[0], pytest.approx(q[1]), q[2]) for q in quoted_numbers(text)] == [
+        ("0.82", 0.82, 2), ("1.6 million", 1.6e6, 1), ("17.6%", 0.176, 1),
+        ("3,900.5", 3900.5, 1)]
+    assert matches(0.82, 2, 1.0, [0.8203]) and not matches(0.72, 2, 1.0, [0.6848])
+    assert matches(1.6e6, 1, 1e6, [1_647_109]) and matches(0.176, 1, 0.01, [17.6])
+
+
+def test_numbers_quoted_in_the_text_are_printed_by_the_solutions(released_ids: list[str]) -> None:
+    """Every decimal number a notebook's text quotes is one its executed solution printed
+    (rounded as the text rounds it): no reading off an old run, another seed or a curve."""
+    wrong = []
+    for a in released_ids:
+        path = REPO / "solutions" / a / f"{a}.ipynb"
+        _require(path, f"run `course solutions {a}`")
+        nb = nbformat.read(path, as_version=4)
+        printed = printed_values(nb)
+        for cell in nb.cells:
+            if cell.cell_type != "markdown":
+                continue
+            for written, value, decimals, context in quoted_numbers(cell.source):
+                scale = next((v for k, v in SCALE.items() if written.endswith(k)), 1.0)
+                if not matches(value, decimals, scale, printed):
+                    wrong.append(f"{a}: {written!r} is not printed by the solution (…{context}…)")
+    assert not wrong, "\n".join(wrong)
+
