@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-fast data release solutions check grade lint lock clean browser
+.PHONY: help venv demo test test-fast data release solutions check grade lint lock clean browser site bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ release: $(STAMP)  ## regenerate release/ from source/ (nbgrader)
 
 solutions: $(STAMP)  ## regenerate and execute solutions/ at full scale
 	$(BIN)/course solutions
+
+bench: $(STAMP)  ## measure the bundle against scikit-learn, a bare loop, no sandbox (bench/)
+	$(BIN)/course bench
+
+site: $(STAMP)  ## course website in site/ (SOLUTIONS=1: with solutions, in site-solutions/)
+	$(BIN)/course site $(if $(SOLUTIONS),--solutions --out site-solutions)
 
 check: $(STAMP)  ## fail if release/ or solutions/ is out of sync with source/
 	$(BIN)/course check

@@ -86,6 +86,26 @@ def _cmd_gradescope(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_site(args: argparse.Namespace) -> int:
+    from course import site
+
+    built = site.build(out=args.out, solutions=args.solutions)
+    print(f"{built.index}: {built.pages} pages, {built.size_bytes / 1e6:.1f} MB, "
+          f"{built.seconds:.1f} s; open it in a browser")
+    if built.solutions:
+        print("it includes the solutions: do not publish it to students", file=sys.stderr)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from course import bench
+    from course.paths import check_assignment
+
+    bench.run(sections=args.only, out=args.out, quick=args.quick,
+              assignments=[check_assignment(a) for a in args.assignment] or None)
+    return 0
+
+
 def _assignments(given: list[str] | None) -> list[str]:
     from course.paths import assignment_ids, check_assignment
 
@@ -150,6 +170,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", help="assignment id")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: gradescope/)")
     p.set_defaults(func=_cmd_gradescope)
+
+    p = sub.add_parser("site", help="build the course website (static HTML) from the notebooks",
+                       description="Write a static website: an index of the assignments (what "
+                                   "each teaches, points, runtime) and one page per release "
+                                   "notebook with a download link; works offline, from file:// "
+                                   "or any static host.")
+    p.add_argument("--solutions", action="store_true",
+                   help="also add a page per executed solution (for instructors and TAs: "
+                        "do not publish that build to students)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder, replaced on each build (default: site/); an existing "
+                        "folder that is not a previous build is refused")
+    p.set_defaults(func=_cmd_site)
+
+    p = sub.add_parser("bench", help="measure the bundle against scikit-learn, a bare PyTorch "
+                                     "loop and grading without the sandbox (ratios)",
+                       description="Run the benchmark sections side by side and write "
+                                   "bench/results.md (a table of ratios) and bench/results.png. "
+                                   "Run it on an idle machine: the numbers are wall times.")
+    p.add_argument("--only", nargs="+", metavar="SECTION", default=None,
+                   help="sections to run (kmeans, training, tsne, grading, class; default: all)")
+    p.add_argument("--assignment", nargs="+", default=[], metavar="ID",
+                   help="assignments the grading section grades (default: all)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller runs")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where the report goes (default: bench/)")
+    p.set_defaults(func=_cmd_bench)
 
     from course.grading.cli import add_grade_parser
 

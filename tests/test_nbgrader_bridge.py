@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from browser_helpers import browser
 from nbgrader.api import Gradebook
 from nbgrader.utils import determine_grade
 from nbgrader_helpers import BIN, inactive_env, nbgrader
@@ -118,7 +119,7 @@ GUIDE = ("`.venv/bin/course release <id> --gradebook`", "`nbgrader autograde <id
 
 def in_clone(clone: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     """A guide command in ``clone``, venv inactive. PYTHONPATH and COURSE_DATA stand in for
-    the clone's own `make install` and `make data` (its code, this repository's MNIST)."""
+    the clone's own `make venv` and `make data` (its code, this repository's MNIST)."""
     env = {**inactive_env(), "PYTHONPATH": str(clone), "COURSE_DATA": str(ROOT / "data")}
     proc = subprocess.run(list(cmd), cwd=clone, env=env, capture_output=True, text=True,
                           timeout=1800)
@@ -246,26 +247,6 @@ def test_failed_generation_keeps_the_committed_release(tmp_path):
 
 
 # -- the formgrader, in a real browser -----------------------------------------------------------
-def browser():
-    """Headless Chromium from Debian's packages (`.ci/run` installs them), else a skip (a
-    failure where COURSE_REQUIRE_BROWSER=1, as in CI)."""
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium and chromium-driver are not installed (apt-get install "
-                        "chromium chromium-driver)")
-        pytest.skip("no chromium / chromedriver (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=options)
-
-
 @pytest.fixture
 def jupyter_server(course_dir):
     """`.venv/bin/jupyter server` in the course folder (nbgrader's formgrader is a server

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,9 @@ def test_solution_notebook_runs_at_ci_scale(notebook: Path) -> None:
 
 def run_nbval(notebook: Path) -> subprocess.CompletedProcess[str]:
     """``pytest --nbval-lax`` on one notebook, from its folder, at ``ci`` scale."""
-    env = {**os.environ, "COURSE_SCALE": "ci", "MPLBACKEND": "Agg", "COURSE_ROOT": str(REPO)}
+    env = {**os.environ, "COURSE_SCALE": "ci", "MPLBACKEND": "Agg", "COURSE_ROOT": str(REPO),
+           # animations of a ci run must not land beside (or replace) the solutions' own
+           "COURSE_FIGURES_DIR": tempfile.mkdtemp(prefix=f"course-figures-{notebook.stem}-")}
     cmd = [
         sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
         f"--nbval-cell-timeout={CELL_TIMEOUT_S}", "-p", "no:cacheprovider", "-q",

@@ -24,9 +24,10 @@ ROOT = repo_root()
 #: What a notebook's `import x` needs installed (the course package itself and the standard
 #: library aside): the distribution that provides it.
 PROVIDER = {"torch": "torch", "matplotlib": "matplotlib", "numpy": "numpy", "tqdm": "tqdm",
-            "sklearn": "scikit-learn", "scipy": "scikit-learn", "openTSNE": "opentsne"}
+            "sklearn": "scikit-learn", "scipy": "scikit-learn", "openTSNE": "opentsne",
+            "ipywidgets": "ipywidgets"}
 #: The student runtime: nothing else may be a plain (extra-free) dependency.
-RUNTIME = {"torch", "numpy", "scikit-learn", "matplotlib", "tqdm", "opentsne"}
+RUNTIME = {"torch", "numpy", "scikit-learn", "matplotlib", "tqdm", "opentsne", "ipywidgets"}
 INSTRUCTOR_ONLY = {"nbgrader", "jupyterlab", "ipykernel", "nbformat", "nbclient", "pytest"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -19,3 +20,12 @@ def test_ruff_clean():
     proc = subprocess.run([ruff, "check", "course", "autograder", "tests"], cwd=repo_root(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_every_make_target_the_readme_names_exists():
+    """A reader who types a `make X` from the README finds target X in the Makefile."""
+    root = repo_root()
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (root / "Makefile").read_text(), re.M))
+    named = set(re.findall(r"`make ([a-z][a-z-]*)", (root / "README.md").read_text()))
+    assert named, "the README names no make target: is this test still reading it?"
+    assert named <= targets, f"the README names make targets the Makefile lacks: {named - targets}"

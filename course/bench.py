@@ -1,0 +1,399 @@
+"""Benchmarks: how fast the bundle is, as ratios against what users would pick instead.
+
+``course bench`` (``make bench``) measures pairs side by side in one run, on the same data, the
+same threads and the same machine, and writes ``bench/results.md`` (a table) and
+``bench/results.png`` (the ratios as bars). A ratio above 1 means the bundle is faster (for
+times: their seconds / ours; for throughputs: ours / theirs). Sections:
+
+* ``kmeans``: the reference ``kmeans`` of 01 against scikit-learn's ``KMeans`` from the same
+  starting centres for the same iterations (and on CUDA when there is a GPU);
+* ``training``: 03's MLP autoencoder trained by the reference ``train_autoencoder`` against a
+  bare PyTorch loop, and both against the machine's matmul roofline;
+* ``tsne``: ``course.training.tsne`` (openTSNE, as the notebooks use it) against scikit-learn's
+  ``TSNE`` with the same perplexity and iterations, with the trustworthiness of each;
+* ``grading``: seconds per submission of ``course grade`` for each assignment's reference, and
+  the cost of the sandbox (the same hidden tests with every isolation layer switched off);
+* ``class``: submissions per hour for classes of several sizes, one and two at a time.
+
+Numbers are medians of a few repeats after a warm-up; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from course.errors import CourseError
+from course.paths import repo_root
+
+SECTIONS = ("kmeans", "training", "tsne", "grading", "class")
+
+
+@dataclass
+class Row:
+    """One comparison: what ran on each side, the measured values and their ratio."""
+
+    section: str
+    case: str
+    ours: str
+    ours_value: float
+    theirs: str
+    theirs_value: float
+    unit: str  # "s" (lower is better) or a throughput such as "samples/s" (higher is better)
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        """How many times faster the bundle is (> 1: faster)."""
+        if self.unit == "s":
+            return self.theirs_value / self.ours_value if self.ours_value else float("nan")
+        return self.ours_value / self.theirs_value if self.theirs_value else float("nan")
+
+
+def median_time(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@contextmanager
+def _quiet() -> Any:
+    """Silence stderr (progress bars of the functions measured)."""
+    with open(os.devnull, "w") as null:
+        old, sys.stderr = sys.stderr, null
+        try:
+            yield
+        finally:
+            sys.stderr = old
+
+
+def reference_namespace(assignment: str, root: Path | None = None) -> dict[str, Any]:
+    """The reference solution's definitions: the notebook's setup cell (at ``ci`` scale, so
+    it loads little) and every solution cell, run in a fresh namespace; no tests, no
+    experiments."""
+    from course import generate
+    from course.grading.notebook import to_python
+
+    nb = generate.solved_notebook(assignment, root)
+    ns: dict[str, Any] = {"__name__": f"bench_{assignment}"}
+    old = os.environ.get("COURSE_SCALE")
+    os.environ["COURSE_SCALE"] = "ci"
+    try:
+        with _quiet():
+            for cell in nb.cells:
+                meta = cell.metadata.get("nbgrader", {})
+                if cell.cell_type == "code" and (meta.get("solution") or
+                                                 meta.get("grade_id") in ("setup", "given")):
+                    exec(compile(to_python(cell.source), meta.get("grade_id", "?"), "exec"), ns)
+    finally:
+        if old is None:
+            os.environ.pop("COURSE_SCALE", None)
+        else:
+            os.environ["COURSE_SCALE"] = old
+    return ns
+
+
+def _mnist(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from course import data
+
+    return data.load_mnist(split, n=n, flatten=True)
+
+
+# --- k-means --------------------------------------------------------------------------------
+
+
+def bench_kmeans(quick: bool = False) -> list[Row]:
+    """The reference ``kmeans`` against scikit-learn's Lloyd from the same start."""
+    from sklearn.cluster import KMeans
+
+    ns = reference_namespace("01_kmeans")
+    X, _ = _mnist("test", 10_000)
+    k, n_iters, repeat = 10, 20, 3 if quick else 5
+    start = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))[:k]
+    Xn, init = X.numpy(), X[start].numpy()
+    ours = median_time(lambda: ns["kmeans"](X, k, n_iters=n_iters, seed=0), repeat)
+    iters = len(ns["kmeans"](X, k, n_iters=n_iters, seed=0)[2])
+
+    def sklearn_run() -> Any:
+        return KMeans(n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0,
+                      algorithm="lloyd").fit(Xn)
+
+    theirs = median_time(sklearn_run, repeat)
+    C, _, hist = ns["kmeans"](X, k, n_iters=n_iters, seed=0)
+    gap = abs(hist[-1] - sklearn_run().inertia_) / sklearn_run().inertia_
+    rows = [Row("kmeans", f"MNIST test 10,000 x 784, k = {k}, {iters} iterations, CPU",
+                "reference kmeans", ours, "scikit-learn KMeans (lloyd)", theirs, "s",
+                f"final inertia differs by {gap:.1e}")]
+    if torch.cuda.is_available():
+        Xc = X.cuda()
+
+        def cuda_run() -> Any:
+            out = ns["kmeans"](Xc, k, n_iters=n_iters, seed=0)
+            torch.cuda.synchronize()
+            return out
+
+        rows.append(Row("kmeans", "the same on CUDA", "reference kmeans (CUDA)",
+                        median_time(cuda_run, repeat), "scikit-learn KMeans (CPU)", theirs, "s"))
+    return rows
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> float:
+    """The machine's float32 matmul speed in GFLOP/s (n x n times n x n), all threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3 / median_time(lambda: a @ b, repeat) / 1e9
+
+
+def bench_training(quick: bool = False) -> list[Row]:
+    """03's MLP autoencoder: the reference loop against a bare loop, and the roofline."""
+    ns = reference_namespace("03_autoencoder")
+    n, batch, epochs = (10_000, 1024, 1) if quick else (30_000, 1024, 2)
+    X, _ = _mnist("train", n)
+    samples = n * epochs
+
+    def ours() -> None:
+        torch.manual_seed(0)
+        model = ns["AutoEncoder"](784)
+        with _quiet():
+            ns["train_autoencoder"](model, X, epochs, batch_size=batch)
+
+    def bare() -> None:  # what one would write without the course: shuffle, slice, step
+        torch.manual_seed(0)
+        model = ns["AutoEncoder"](784)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-8)
+        loss_fn = torch.nn.MSELoss()
+        g = torch.Generator().manual_seed(0)
+        for _ in range(epochs):
+            for idx in torch.randperm(n, generator=g).split(batch):
+                xb = X[idx]
+                loss = loss_fn(model(xb), xb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+    repeat = 2 if quick else 3
+    t_ours, t_bare = median_time(ours, repeat), median_time(bare, repeat)
+    params = sum(p.numel() for p in ns["AutoEncoder"](784).parameters())
+    flops_per_sample = 6 * params  # forward 2 per weight, backward 4
+    peak = matmul_gflops()
+    achieved = samples * flops_per_sample / t_ours / 1e9
+    return [
+        Row("training", f"MLP autoencoder ({params / 1e6:.1f} M parameters), batch {batch}, "
+            f"{samples:,} samples", "reference train_autoencoder", samples / t_ours,
+            "bare PyTorch loop", samples / t_bare, "samples/s"),
+        Row("training", "the same against the matmul roofline", "reference train_autoencoder",
+            achieved, f"matmul peak ({peak:.0f} GFLOP/s)", peak, "GFLOP/s",
+            f"{100 * achieved / peak:.0f} % of the peak (6 FLOPs per weight per sample)"),
+    ]
+
+
+# --- t-SNE ----------------------------------------------------------------------------------
+
+
+def bench_tsne(quick: bool = False) -> list[Row]:
+    """``course.training.tsne`` against scikit-learn's TSNE, same perplexity and iterations."""
+    from sklearn.manifold import TSNE, trustworthiness
+
+    from course.training import tsne
+
+    n = 1_000 if quick else 2_000
+    X, _ = _mnist("test", n)
+    Xc = X - X.mean(dim=0)
+    _, _, Vh = torch.linalg.svd(Xc, full_matrices=False)
+    Z = Xc @ Vh[:50].T  # 50 numbers per image, like the notebooks' codes
+    emb: dict[str, Any] = {}
+
+    def ours() -> None:
+        emb["ours"] = tsne(Z, seed=0).numpy()
+
+    def theirs() -> None:
+        emb["theirs"] = TSNE(n_components=2, perplexity=30.0, max_iter=750, random_state=0,
+                             init="pca", method="barnes_hut", n_jobs=torch.get_num_threads()
+                             ).fit_transform(Z.numpy())
+
+    repeat = 1 if quick else 3
+    t_ours, t_theirs = median_time(ours, repeat, warmup=0), median_time(theirs, repeat, 0)
+    quality = (f"trustworthiness (10 neighbours) {trustworthiness(Z.numpy(), emb['ours']):.3f} "
+               f"vs {trustworthiness(Z.numpy(), emb['theirs']):.3f}")
+    return [Row("tsne", f"{n:,} MNIST images as 50 PCA numbers, perplexity 30, 750 iterations",
+                "course.training.tsne (openTSNE)", t_ours, "scikit-learn TSNE", t_theirs, "s",
+                quality)]
+
+
+# --- grading --------------------------------------------------------------------------------
+
+
+def _grade_seconds(assignment: str, folder: Path, disabled: str = "",
+                   n: int = 1, parallel: int = 1) -> float:
+    """Wall time of grading ``n`` copies of the reference with ``parallel`` at a time."""
+    from course.grading import runner
+    from course.submissions import reference_submission, write_notebook
+
+    nb = reference_submission(assignment)
+    jobs = [runner.Job(f"s{i}", write_notebook(nb, folder / "in" / f"s{i}" / f"{assignment}.ipynb"),
+                       assignment) for i in range(n)]
+    old = os.environ.get("COURSE_SANDBOX_DISABLE")
+    os.environ["COURSE_SANDBOX_DISABLE"] = disabled
+    try:
+        start = time.perf_counter()
+        graded = runner.grade_jobs(jobs, folder / "out", runner.Settings(
+            force=True, allow_weak_isolation=bool(disabled)), jobs_in_parallel=parallel,
+            progress=False)
+        seconds = time.perf_counter() - start
+    finally:
+        if old is None:
+            os.environ.pop("COURSE_SANDBOX_DISABLE", None)
+        else:
+            os.environ["COURSE_SANDBOX_DISABLE"] = old
+    bad = [job.name for job, res in graded if res.get("score") != res.get("max_score")
+           or res.get("max_score") is None]
+    if bad:
+        raise CourseError(f"bench: the {assignment} reference did not score full marks ({bad})")
+    return seconds
+
+
+OFF = "unshare,cgroups,landlock,seccomp,uid"
+
+
+def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
+    """``course grade`` of each reference: with the sandbox, and with every layer off."""
+    rows = []
+    for a in assignments:
+        with tempfile.TemporaryDirectory(prefix=f"course-bench-{a}-") as tmp:
+            on = _grade_seconds(a, Path(tmp) / "on")
+            off = _grade_seconds(a, Path(tmp) / "off", disabled=OFF)
+        rows.append(Row("grading", f"{a}: one reference submission", "course grade, sandbox off",
+                        off, "course grade, sandboxed", on, "s",
+                        f"the sandbox costs {on - off:+.1f} s per submission"))
+    return rows
+
+
+def bench_class(assignment: str = "01_kmeans", sizes: tuple[int, ...] = (2, 4),
+                quick: bool = False) -> list[Row]:
+    """Submissions per hour for classes of ``sizes``, graded one and two at a time."""
+    rows = []
+    for n in sizes[:1] if quick else sizes:
+        per_hour = {}
+        for parallel in (1, 2):
+            with tempfile.TemporaryDirectory(prefix="course-bench-class-") as tmp:
+                per_hour[parallel] = 3600 * n / _grade_seconds(assignment, Path(tmp), n=n,
+                                                               parallel=parallel)
+        rows.append(Row("class", f"{assignment}: a class of {n}, on {os.cpu_count()} cores",
+                        "two at a time", per_hour[2], "one at a time", per_hour[1],
+                        "submissions/h"))
+    return rows
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def _value(v: float, unit: str) -> str:
+    if unit == "s":
+        return f"{v:.3f} s" if v < 10 else f"{v:.1f} s"
+    return f"{v:,.0f} {unit}" if v >= 100 else f"{v:.2f} {unit}"
+
+
+def markdown(rows: list[Row], context: dict[str, Any]) -> str:
+    """The results as a Markdown table with the machine it ran on."""
+    lines = [f"Measured {context['date']} on {context['machine']} (torch {context['torch']}, "
+             f"{context['threads']} threads); ratio > 1: the bundle is faster.", "",
+             "| section | case | ours | theirs | ratio | note |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.section} | {r.case} | {r.ours}: {_value(r.ours_value, r.unit)} | "
+                     f"{r.theirs}: {_value(r.theirs_value, r.unit)} | **{r.ratio:.2f}x** | "
+                     f"{r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    """The ratios as horizontal bars, a line at 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(rows) + 1.4), layout="constrained")
+    labels = [f"{r.section}: {r.ours} vs {r.theirs}" for r in rows]
+    ratios = [r.ratio for r in rows]
+    colours = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
+    ax.barh(range(len(rows)), ratios, color=colours)
+    for i, v in enumerate(ratios):
+        ax.text(v, i, f" {v:.2f}x", va="center", fontsize=9)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(range(len(rows)), labels, fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("how many times faster the bundle is (> 1: faster)")
+    ax.set_title("course bench")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(sections: list[str] | None = None, out: Path | None = None, quick: bool = False,
+        assignments: list[str] | None = None, say: Callable[[str], None] = print) -> list[Row]:
+    """Run the chosen sections (default: all), write the report, return the rows."""
+    from course.paths import assignment_ids
+
+    chosen = list(sections or SECTIONS)
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise CourseError(f"unknown bench section(s) {unknown}; choose from {list(SECTIONS)}")
+    out = out or repo_root() / "bench"
+    graded = assignments or assignment_ids(repo_root())
+    steps: dict[str, Callable[[], list[Row]]] = {
+        "kmeans": lambda: bench_kmeans(quick),
+        "training": lambda: bench_training(quick),
+        "tsne": lambda: bench_tsne(quick),
+        "grading": lambda: bench_grading(graded, quick),
+        "class": lambda: bench_class(quick=quick),
+    }
+    rows: list[Row] = []
+    for name in chosen:
+        start = time.perf_counter()
+        say(f"bench {name} ...")
+        new = steps[name]()
+        rows += new
+        for r in new:
+            say(f"  {r.case}: {r.ratio:.2f}x ({r.ours} {_value(r.ours_value, r.unit)}, "
+                f"{r.theirs} {_value(r.theirs_value, r.unit)})")
+        say(f"bench {name}: {time.perf_counter() - start:.0f} s")
+    context = {"date": time.strftime("%Y-%m-%d"), "machine": _machine(),
+               "torch": torch.__version__, "threads": torch.get_num_threads()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(markdown(rows, context))
+    (out / "results.json").write_text(json.dumps(
+        {"context": context, "rows": [{**asdict(r), "ratio": r.ratio} for r in rows]}, indent=1))
+    plot(rows, out / "results.png")
+    say(f"wrote {out / 'results.md'} and {out / 'results.png'}")
+    return rows
+
+
+def _machine() -> str:
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{os.cpu_count()} cores{(' ' + name) if name else ''}{gpu}"

@@ -1,0 +1,58 @@
+"""course bench: ratios point the right way, the report is written, a section really runs.
+
+The benchmark's numbers are not asserted (they are the machine's); these tests check that the
+table says what it measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from course import bench
+from course.errors import CourseError
+from course.paths import data_dir
+
+
+def test_ratio_is_above_one_when_the_bundle_is_faster():
+    assert bench.Row("s", "c", "ours", 1.0, "theirs", 3.0, "s").ratio == 3.0  # 3x less time
+    assert bench.Row("s", "c", "ours", 300.0, "theirs", 100.0, "samples/s").ratio == 3.0
+    assert bench.Row("s", "c", "ours", 2.0, "theirs", 1.0, "s").ratio == 0.5
+
+
+def test_median_time_runs_warmup_then_repeats():
+    calls = []
+    bench.median_time(lambda: calls.append(1), repeat=3, warmup=2)
+    assert len(calls) == 5
+
+
+def test_report_table_and_plot(tmp_path, monkeypatch):
+    rows = [bench.Row("kmeans", "case A", "ours", 0.1, "sklearn", 0.2, "s", "note A"),
+            bench.Row("training", "case B", "ours", 900.0, "bare", 1000.0, "samples/s")]
+    monkeypatch.setattr(bench, "bench_kmeans", lambda quick: rows[:1])
+    monkeypatch.setattr(bench, "bench_training", lambda quick: rows[1:])
+    lines = []
+    bench.run(["kmeans", "training"], out=tmp_path, say=lines.append)
+    table = (tmp_path / "results.md").read_text()
+    assert "| kmeans | case A | ours: 0.100 s | sklearn: 0.200 s | **2.00x** | note A |" in table
+    assert "**0.90x**" in table
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [r["ratio"] for r in data["rows"]] == [2.0, 0.9]
+    assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
+    assert any("case A: 2.00x" in line for line in lines)
+
+
+def test_unknown_section_is_refused(tmp_path):
+    with pytest.raises(CourseError, match="unknown bench section"):
+        bench.run(["speed"], out=tmp_path, say=lambda s: None)
+
+
+@pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
+                    reason="MNIST is not staged: run `make data`")
+def test_kmeans_section_compares_the_same_clustering():
+    """The reference and scikit-learn run the same iterations from the same start: their
+    final inertias agree (the comparison is fair), whatever the times."""
+    (row,) = bench.bench_kmeans(quick=True)
+    assert row.ours_value > 0 and row.theirs_value > 0
+    gap = float(row.note.split("by ")[1])
+    assert gap < 1e-3, row.note
