@@ -580,3 +580,31 @@ def test_numbers_quoted_in_the_text_are_printed_by_the_solutions(released_ids: l
                     wrong.append(f"{a}: {written!r} is not printed by the solution (…{context}…)")
     assert not wrong, "\n".join(wrong)
 
+
+
+# -- how long each notebook takes -----------------------------------------------------------------
+#: The runtime statement each notebook's introduction makes (filled in from its solution run).
+RUNTIME = re.compile(r"runs in about (\d+) minutes? on a 2-core laptop CPU")
+#: Full scale must fit a lesson's break on the course's own 2-core machine (issue 16).
+MAX_FULL_SCALE_S = 660
+
+
+def test_each_notebook_states_its_measured_runtime(released_ids: list[str]) -> None:
+    """The introduction says how long the notebook takes at full scale, and that is what its
+    solution run took (to the minute, or a fifth of it); no notebook needs much more than ten
+    minutes."""
+    for a in released_ids:
+        path = REPO / "solutions" / a / f"{a}.ipynb"
+        _require(path, f"run `course solutions {a}`")
+        nb = nbformat.read(path, as_version=4)
+        seconds = nb.metadata.get("course", {}).get("execution_s")
+        assert seconds, f"{a}: the solutions carry no run time: run `course solutions {a}`"
+        intro = next(c.source for c in nb.cells if c.cell_type == "markdown"
+                     and c.metadata.get("nbgrader", {}).get("grade_id") == "md_intro")
+        stated = RUNTIME.search(" ".join(intro.split()))
+        assert stated, f"{a}: md_intro does not say how long the notebook runs"
+        minutes = int(stated.group(1))
+        assert abs(minutes * 60 - seconds) <= max(60, 0.2 * seconds), (
+            f"{a}: the introduction says about {minutes} min, the solution run took "
+            f"{seconds / 60:.1f} min")
+        assert seconds <= MAX_FULL_SCALE_S, f"{a}: full scale took {seconds / 60:.1f} min"
