@@ -338,8 +338,24 @@ def _render(exporter: Any, notebook: Path, target: Path, heading: str, course: s
     resources = {"metadata": {"name": f"{heading} · {course}"},
                  "course_site": {"up": "../", "heading": heading, "links": links,
                                  "banner": banner, "mathjax_settings": MATHJAX_SETTINGS}}
-    html, _ = exporter.from_notebook_node(_read(notebook), resources=resources)
+    html, _ = exporter.from_notebook_node(_without_widgets(_read(notebook)), resources=resources)
     target.write_text(_animations_to_files(html, target), encoding="utf-8")
+
+
+#: The output a live slider view (ipywidgets) adds; a static page cannot run it.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _without_widgets(nb: NotebookNode) -> NotebookNode:
+    """Drop saved widget state and widget views: with them nbconvert loads the widget manager
+    from a CDN (a request the offline page must not make) to show sliders with no kernel
+    behind them. The output's plain-text fallback stays (course.interactive says there what a
+    live notebook shows), next to the static figure drawn before it."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    return nb
 
 
 #: An animation a notebook shows inline (course.interactive): a GIF in a data URI.

@@ -122,6 +122,19 @@ def test_solution_animations_are_files_the_page_embeds(solutions_site):
                 assert gif.format == "GIF" and gif.n_frames > 3, f"{a}/{name}: not an animation"
 
 
+def test_slider_views_become_their_text_and_load_nothing(solutions_site):
+    """The solutions hold live slider views (ipywidgets) and their saved state; the pages
+    show the views' plain-text note instead, and no widget manager from a CDN."""
+    with_sliders = [a for a in IDS if site.WIDGET_VIEW in (
+        ROOT / "solutions" / a / f"{a}.ipynb").read_text()]
+    assert {"01_kmeans", "02_gradient_descent"} <= set(with_sliders)
+    for a in with_sliders:
+        page = (solutions_site / a / site.SOLUTION_PAGE).read_text()
+        assert "unpkg.com" not in page and "html-manager" not in page, a
+        assert site.WIDGET_VIEW not in page, a
+        assert "interactive view: run this cell in Jupyter or Colab" in page, a
+
+
 def test_no_solution_code_in_the_student_site(student_site, solutions_site):
     out, _ = student_site
     lines = _solution_lines()
