@@ -7,10 +7,11 @@
   (the opening paragraphs of its ``md_intro`` cell), its points, and how long its solution took
   to run at full scale;
 * ``<id>/index.html``: the release notebook rendered by nbconvert (JupyterLab template), with
-  its "Open in Colab" link, and ``<id>/<id>.ipynb``, a copy to download;
+  its "Open in Colab" link and, as ``animation-<n>.gif`` files, the animations its experiment
+  cells play in the course's run; ``<id>/<id>.ipynb``, a copy to download;
 * ``<id>/solution.html``: the executed solution with its figures, only with ``--solutions``
   (its animations as ``solution-animation-<n>.gif`` files beside it);
-  without it nothing of the solutions goes in (the index reads only their run time);
+  without it nothing else of the solutions goes in (the index reads their run time);
 * ``mathjax/``: the part of MathJax 2 the pages use, copied from the ``jupyter-server-mathjax``
   package, so math renders offline; ``assets/``: the shared style sheets.
 
@@ -22,6 +23,7 @@ marker); any other folder is refused.
 from __future__ import annotations
 
 import base64
+import html as htmllib
 import importlib.util
 import json
 import re
@@ -322,7 +324,12 @@ def _assignment_pages(exporter: Any, a: Assignment, folder: Path, notebook: Path
              {"href": a.colab, "text": "Open in Colab"}]
     if solution:
         links.append({"href": SOLUTION_PAGE, "text": "Solution", "kind": "solution"})
-    _render(exporter, notebook, folder / "index.html", a.title, course, links)
+    shown = []
+    for n, (gif, alt) in enumerate(_experiment_animations(_root_of(notebook), a.id), start=1):
+        (folder / f"animation-{n}.gif").write_bytes(gif)
+        shown.append({"src": f"animation-{n}.gif", "alt": alt})
+    _render(exporter, notebook, folder / "index.html", a.title, course, links,
+            animations=shown)
     pages = [("index.html", f"release/{a.id}/{notebook.name}")]
     if solution:
         _render(exporter, solution, folder / SOLUTION_PAGE, f"{a.title} (solution)", course,
@@ -334,10 +341,12 @@ def _assignment_pages(exporter: Any, a: Assignment, folder: Path, notebook: Path
 
 
 def _render(exporter: Any, notebook: Path, target: Path, heading: str, course: str,
-            links: list[dict[str, Any]], banner: str = "") -> None:
+            links: list[dict[str, Any]], banner: str = "",
+            animations: list[dict[str, str]] | None = None) -> None:
     resources = {"metadata": {"name": f"{heading} · {course}"},
                  "course_site": {"up": "../", "heading": heading, "links": links,
-                                 "banner": banner, "mathjax_settings": MATHJAX_SETTINGS}}
+                                 "banner": banner, "mathjax_settings": MATHJAX_SETTINGS,
+                                 "animations": animations or []}}
     html, _ = exporter.from_notebook_node(_without_widgets(_read(notebook)), resources=resources)
     target.write_text(_animations_to_files(html, target), encoding="utf-8")
 
@@ -356,6 +365,43 @@ def _without_widgets(nb: NotebookNode) -> NotebookNode:
         for output in cell.get("outputs", []):
             output.get("data", {}).pop(WIDGET_VIEW, None)
     return nb
+
+
+def _root_of(release_notebook: Path) -> Path:
+    """The repository a ``release/<id>/<id>.ipynb`` belongs to."""
+    return release_notebook.parents[2]
+
+
+def _experiment_animations(root: Path, assignment: str) -> list[tuple[bytes, str]]:
+    """(GIF, caption) of each animation the executed solution's *experiment* cells show.
+
+    The student page shows them as a preview of what the notebook plays once the student's
+    functions work: pictures of the course's own run, never code or printed numbers (the
+    solution's figures, tables and code stay on the solution page)."""
+    from course.grading.notebook import is_experiment
+
+    path = root / "solutions" / assignment / f"{assignment}.ipynb"
+    if not path.is_file():
+        return []
+    found = []
+    heading = ""  # the first line of the Markdown cell before: what the animation is about
+    for cell in _read(path).cells:
+        if cell.cell_type == "markdown" and cell.source.strip():
+            first = cell.source.strip().split("\n\n")[0].lstrip("#").strip()
+            heading = re.split(r"(?<=[.?!])\s", " ".join(first.split()))[0]
+        if cell.cell_type != "code" or not is_experiment(cell):
+            continue
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html", "")
+            for tag in re.findall(r"<img [^>]*>", html if isinstance(html, str) else "".join(html)):
+                gif = _INLINE_GIF.search(tag)
+                if gif:
+                    alt = re.search(r'alt="([^"]*)"', tag)
+                    caption = htmllib.unescape(alt.group(1)) if alt else ""
+                    if " " not in caption:  # a file name, not a caption
+                        caption = heading or "animation"
+                    found.append((base64.b64decode(gif.group(1)), caption))
+    return found
 
 
 #: An animation a notebook shows inline (course.interactive): a GIF in a data URI.

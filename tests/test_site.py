@@ -122,6 +122,26 @@ def test_solution_animations_are_files_the_page_embeds(solutions_site):
                 assert gif.format == "GIF" and gif.n_frames > 3, f"{a}/{name}: not an animation"
 
 
+def test_student_pages_preview_the_animations_and_no_other_output(student_site):
+    """Each assignment page shows, as files, the animations its notebook plays (from the
+    course's run: pictures, not code), and nothing else the solution printed or drew."""
+    out, _ = student_site
+    previewed = {}
+    for a in IDS:
+        page = (out / a / "index.html").read_text()
+        assert "data:image/png" not in page and "data:image/gif" not in page, a
+        tags = [t for t in re.findall(r"<img [^>]*>", page) if 'src="animation-' in t]
+        previewed[a] = [(re.search(r'src="(animation-\d+\.gif)"', t).group(1),
+                         re.search(r'alt="([^"]+)"', t).group(1)) for t in tags]
+        for name, _ in previewed[a]:
+            from PIL import Image
+
+            with Image.open(out / a / name) as gif:
+                assert gif.n_frames > 3, f"{a}/{name}: not an animation"
+    assert all(previewed[a] for a in ("01_kmeans", "02_gradient_descent", "04_contrastive"))
+    assert previewed["01_kmeans"][0][1].startswith("k-means with k = 5")
+
+
 def test_slider_views_become_their_text_and_load_nothing(solutions_site):
     """The solutions hold live slider views (ipywidgets) and their saved state; the pages
     show the views' plain-text note instead, and no widget manager from a CDN."""
