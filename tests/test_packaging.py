@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from course.data import TOY_NAMES
-from course.paths import repo_root
+from course.paths import assignment_ids, data_dir, repo_root
 
 ROOT = repo_root()
 #: What a notebook's `import x` needs installed (the course package itself and the standard
@@ -128,6 +128,16 @@ def test_every_module_the_notebooks_import_is_in_the_runtime():
 FRESH_ASSIGNMENT = "02_gradient_descent"
 
 
+def _fresh_assignments() -> list[str]:
+    """02 by default; ``COURSE_FRESH_ASSIGNMENTS=all`` (or a comma-separated list) runs more
+    from the same fresh install, the MNIST ones from the staged data (about 5 minutes for all
+    five at ci scale: too long for every run of the suite)."""
+    chosen = os.environ.get("COURSE_FRESH_ASSIGNMENTS", FRESH_ASSIGNMENT)
+    if chosen.strip() == "all":
+        return assignment_ids(ROOT)
+    return [a.strip() for a in chosen.split(",") if a.strip()]
+
+
 def _preinstalled_torch(folder) -> None:
     """Link torch and what it needs (from this venv) into ``folder``: Colab's situation, a
     torch that is there before the course is installed (and that must stay)."""
@@ -201,15 +211,24 @@ def test_a_fresh_install_runs_a_filled_release_from_an_empty_folder(wheel, tmp_p
                            capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(pre)), where
 
-    script = "\n\n".join(to_python(source_of(c)) for c in _filled_release(FRESH_ASSIGNMENT)["cells"]
-                         if c.get("cell_type") == "code")
-    run = tmp_path / "notebook.py"
-    run.write_text(script)
-    proc = subprocess.run([str(py), "-I", str(run)], cwd=empty, capture_output=True, text=True,
-                          env={**env, "MPLBACKEND": "Agg", "COURSE_SCALE": "ci"}, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "test accuracy" in proc.stdout
-    # nothing written where the notebook ran but its animations (course.interactive saves
-    # each to ./figures, as the notebook says): no data staged, no cache
-    written = sorted(p.relative_to(empty).as_posix() for p in empty.rglob("*") if p.is_file())
-    assert written == ["figures/02_moons_boundary.gif"], written
+    for assignment in _fresh_assignments():
+        folder = empty / assignment
+        folder.mkdir()
+        script = "\n\n".join(to_python(source_of(c)) for c in _filled_release(assignment)["cells"]
+                             if c.get("cell_type") == "code")
+        run = tmp_path / f"{assignment}.py"
+        run.write_text(script)
+        # MNIST comes from the staged copy (the notebook would download it into the per-user
+        # cache; the tests have no network); 02's toy data from the package
+        extra = {} if assignment == FRESH_ASSIGNMENT else {"COURSE_DATA": str(data_dir())}
+        proc = subprocess.run([str(py), "-I", str(run)], cwd=folder, capture_output=True,
+                              text=True, timeout=1800,
+                              env={**env, "MPLBACKEND": "Agg", "COURSE_SCALE": "ci", **extra})
+        assert proc.returncode == 0, f"{assignment}: {proc.stderr[-3000:]}"
+        # nothing written where the notebook ran but its animations (course.interactive
+        # saves each to ./figures, as the notebook says): no data staged, no cache
+        written = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        assert all(re.fullmatch(rf"figures/{assignment[:3]}\w+\.gif", w) for w in written), written
+        if assignment == FRESH_ASSIGNMENT:
+            assert "test accuracy" in proc.stdout
+            assert written == ["figures/02_moons_boundary.gif"], written
