@@ -58,7 +58,8 @@ def source_notebook(assignment: str, root: Path | str | None = None) -> Path:
     return path
 
 
-def _read(path: Path) -> NotebookNode:
+def read_notebook(path: Path) -> NotebookNode:
+    """``path`` as an nbformat 4 notebook; an unreadable file raises CourseError naming it."""
     try:
         return nbformat.read(path, as_version=4)
     except Exception as exc:  # nbformat raises several types for unreadable files
@@ -134,7 +135,7 @@ def _check_cell_ids(root: Path, assignment: str) -> None:
 
 def _cell_id_problem(root: Path, assignment: str) -> str | None:
     """nbformat 4.4 notebooks have no cell ids; merged with the header they make invalid JSON."""
-    nb = _read(source_notebook(assignment, root))
+    nb = read_notebook(source_notebook(assignment, root))
     if nb.nbformat_minor < 5 or any("id" not in cell for cell in nb.cells):
         return (
             f"source/{assignment}/{assignment}.ipynb has cells without ids (nbformat "
@@ -213,8 +214,8 @@ def solved_notebook(assignment: str, root: Path | str | None = None) -> Notebook
     root = _root(root)
     source_path = source_notebook(assignment, root)
     header_path = root / HEADER
-    nb = _read(source_path)
-    header = _read(header_path)
+    nb = read_notebook(source_path)
+    header = read_notebook(header_path)
     for cell in nb.cells:
         cell.source = strip_solution_markers(cell.source)
     nb.cells = header.cells + nb.cells
@@ -271,7 +272,7 @@ def _refresh_text(assignment: str, nb: NotebookNode, path: Path) -> Path:
     fix = f"run `course solutions {assignment}` (without --text-only)"
     if not path.is_file():
         raise CourseError(f"{path}: no executed solutions to update: {fix}")
-    old = _read(path)
+    old = read_notebook(path)
     stored = old.metadata.get("course", {})
     if stored.get("generated_by") != GENERATED_BY or stored.get("content_sha256") != cells_digest(old.cells):
         raise CourseError(f"{path} was not written by `course solutions` or was edited by hand: {fix}")
@@ -300,7 +301,7 @@ def cell_text(notebook: Path | str, cell_id: str) -> str:
     For reading a number out of an executed notebook, e.g. the accuracy table of
     ``solutions/04_contrastive``. ``CourseError`` if no code cell has that id.
     """
-    nb = _read(Path(notebook))
+    nb = read_notebook(Path(notebook))
     cell = next((c for c in nb.cells if c.cell_type == "code" and _grade_id(c) == cell_id), None)
     if cell is None:
         ids = [_grade_id(c) for c in nb.cells if c.cell_type == "code"]
@@ -393,7 +394,7 @@ def check(assignments: list[str], root: Path | str | None = None) -> list[str]:
 
 def _check_source(root: Path, assignment: str) -> list[str]:
     rel = f"source/{assignment}/{assignment}.ipynb"
-    nb = _read(source_notebook(assignment, root))
+    nb = read_notebook(source_notebook(assignment, root))
     dirty = [
         i for i, cell in enumerate(nb.cells)
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
@@ -457,7 +458,7 @@ def _check_solutions(root: Path, assignment: str) -> list[str]:
     path = root / rel
     if not path.is_file():
         return [f"{rel} is missing: {fix}"]
-    nb = _read(path)
+    nb = read_notebook(path)
     stored = nb.metadata.get("course", {})
     if stored.get("generated_by") != GENERATED_BY:
         return [f"{rel} was not written by `course solutions` (no course metadata): {fix}"]

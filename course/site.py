@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from nbformat import NotebookNode
 
 from course import colab
 from course.errors import CourseError
+from course.generate import read_notebook as _read
 from course.paths import PACKAGE_DIR, assignment_ids, repo_root
 
 TEMPLATES = PACKAGE_DIR / "site_templates"
@@ -170,13 +170,6 @@ def _need(root: Path, folder: str, assignment: str, command: str) -> Path:
     if not path.is_file():
         raise CourseError(f"{folder}/{assignment}/{assignment}.ipynb missing: run `{command}`")
     return path
-
-
-def _read(path: Path) -> NotebookNode:
-    try:
-        return nbformat.read(path, as_version=4)
-    except Exception as exc:  # nbformat raises several types for unreadable files
-        raise CourseError(f"cannot read notebook {path}: {exc}") from exc
 
 
 def _mathjax_source() -> Path:
