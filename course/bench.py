@@ -86,6 +86,20 @@ def _quiet() -> Any:
             sys.stdout, sys.stderr = old
 
 
+@contextmanager
+def _env(name: str, value: str) -> Any:
+    """``os.environ[name] = value`` for the block, then as it was."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def reference_namespace(assignment: str, root: Path | None = None) -> dict[str, Any]:
     """The reference solution's definitions: the notebook's setup cell (at ``ci`` scale, so
     it loads little) and every solution cell, run in a fresh namespace; no tests, no
@@ -95,20 +109,12 @@ def reference_namespace(assignment: str, root: Path | None = None) -> dict[str, 
 
     nb = generate.solved_notebook(assignment, root)
     ns: dict[str, Any] = {"__name__": f"bench_{assignment}"}
-    old = os.environ.get("COURSE_SCALE")
-    os.environ["COURSE_SCALE"] = "ci"
-    try:
-        with _quiet():
-            for cell in nb.cells:
-                meta = cell.metadata.get("nbgrader", {})
-                if cell.cell_type == "code" and (meta.get("solution") or
-                                                 meta.get("grade_id") in ("setup", "given")):
-                    exec(compile(to_python(cell.source), meta.get("grade_id", "?"), "exec"), ns)
-    finally:
-        if old is None:
-            os.environ.pop("COURSE_SCALE", None)
-        else:
-            os.environ["COURSE_SCALE"] = old
+    with _env("COURSE_SCALE", "ci"), _quiet():
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if cell.cell_type == "code" and (meta.get("solution") or
+                                             meta.get("grade_id") in ("setup", "given")):
+                exec(compile(to_python(cell.source), meta.get("grade_id", "?"), "exec"), ns)
     return ns
 
 
@@ -130,16 +136,17 @@ def bench_kmeans(quick: bool = False) -> list[Row]:
     k, n_iters, repeat = 10, 20, 3 if quick else 5
     start = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))[:k]
     Xn, init = X.numpy(), X[start].numpy()
-    ours = median_time(lambda: ns["kmeans"](X, k, n_iters=n_iters, seed=0), repeat)
-    iters = len(ns["kmeans"](X, k, n_iters=n_iters, seed=0)[2])
+    _, _, hist = ns["kmeans"](X, k, n_iters=n_iters, seed=0)  # also the warm-up
+    iters = len(hist)
+    ours = median_time(lambda: ns["kmeans"](X, k, n_iters=n_iters, seed=0), repeat, warmup=0)
 
     def sklearn_run() -> Any:
         return KMeans(n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0,
                       algorithm="lloyd").fit(Xn)
 
-    theirs = median_time(sklearn_run, repeat)
-    C, _, hist = ns["kmeans"](X, k, n_iters=n_iters, seed=0)
-    gap = abs(hist[-1] - sklearn_run().inertia_) / sklearn_run().inertia_
+    reference_inertia = sklearn_run().inertia_  # also the warm-up
+    theirs = median_time(sklearn_run, repeat, warmup=0)
+    gap = abs(hist[-1] - reference_inertia) / reference_inertia
     rows = [Row("kmeans", f"MNIST test 10,000 x 784, k = {k}, {iters} iterations, CPU",
                 "reference kmeans", ours, "scikit-learn KMeans (lloyd)", theirs, "s",
                 f"final inertia differs by {gap:.1e}")]
@@ -253,19 +260,12 @@ def _grade_seconds(assignment: str, folder: Path, disabled: str = "",
     nb = reference_submission(assignment)
     jobs = [runner.Job(f"s{i}", write_notebook(nb, folder / "in" / f"s{i}" / f"{assignment}.ipynb"),
                        assignment) for i in range(n)]
-    old = os.environ.get("COURSE_SANDBOX_DISABLE")
-    os.environ["COURSE_SANDBOX_DISABLE"] = disabled
-    try:
+    with _env("COURSE_SANDBOX_DISABLE", disabled):
         start = time.perf_counter()
         graded = runner.grade_jobs(jobs, folder / "out", runner.Settings(
             force=True, allow_weak_isolation=bool(disabled)), jobs_in_parallel=parallel,
             progress=False)
         seconds = time.perf_counter() - start
-    finally:
-        if old is None:
-            os.environ.pop("COURSE_SANDBOX_DISABLE", None)
-        else:
-            os.environ["COURSE_SANDBOX_DISABLE"] = old
     bad = [job.name for job, res in graded if res.get("score") != res.get("max_score")
            or res.get("max_score") is None]
     if bad:
