@@ -344,11 +344,24 @@ def test_report_that_is_a_link_is_refused(tmp_path, manifest, monkeypatch):
 # -- a real grading ---------------------------------------------------------------------------
 @pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
                     reason="MNIST is not staged: run `make data`")
-def test_real_grading_signs_and_reuses(tmp_path):
+def test_real_grading_signs_and_reuses(tmp_path, monkeypatch):
+    """... and loads no pytest plugin that the environment merely installs (an entry point
+    in the "pytest11" group, as nbval, anyio and any other plugin declare themselves)."""
+    planted = tmp_path / "site"
+    (planted / "planted_plugin-1.0.dist-info").mkdir(parents=True)
+    (planted / "planted_plugin-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: planted-plugin\nVersion: 1.0\n")
+    (planted / "planted_plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[pytest11]\nplanted = planted_plugin\n")
+    (planted / "planted_plugin.py").write_text(
+        f"open({str(tmp_path / 'plugin-loaded')!r}, 'w').close()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(planted), os.environ.get("PYTHONPATH")) if p))
     nb = write_notebook(reference_submission(A), tmp_path / "submitted" / "ref" / f"{A}.ipynb")
     out = tmp_path / "grades"
     res = runner.grade_job(runner.Job("ref", nb, A), out, runner.Settings(budget_s=300))
     assert res["score"] == res["max_score"] > 0, res["output"]
+    assert not (tmp_path / "plugin-loaded").exists(), "the grader loaded an installed plugin"
     on_disk = json.loads((out / "ref" / "results.json").read_text())
     assert integrity.is_signed(on_disk) and on_disk["extra_data"]["grader"] == runner.GRADER_VERSION
     again = runner.grade_job(runner.Job("ref", nb, A), out, runner.Settings())
