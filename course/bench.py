@@ -13,7 +13,10 @@ times: their seconds / ours; for throughputs: ours / theirs). Sections:
   ``TSNE`` with the same perplexity and iterations, with the trustworthiness of each;
 * ``grading``: seconds per submission of ``course grade`` for each assignment's reference
   against the same hidden tests with every isolation layer switched off (a ratio just under 1:
-  what the sandbox costs);
+  what the sandbox costs), and against stock ``nbgrader autograde`` of the same submission
+  (nbgrader as it comes: it executes every cell in a kernel, at the full scale a student's run
+  has, or the ci scale with ``--quick``, then scores the visible tests; the note gives
+  nbgrader's score);
 * ``class``: submissions per hour for classes of several sizes, one and two at a time.
 
 Numbers are medians of a few repeats after a warm-up; nothing here asserts a speed.
@@ -23,7 +26,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -275,6 +280,57 @@ def _grade_seconds(assignment: str, folder: Path, disabled: str = "",
 
 OFF = "unshare,cgroups,landlock,seccomp,uid"
 
+#: nbgrader as it comes (no course configuration): ``autograde`` executes every cell of a
+#: submission in a Jupyter kernel, then scores the visible test cells.
+STOCK_NBGRADER = '''c = get_config()  # noqa: F821 (nbgrader injects it)
+c.CourseDirectory.course_id = "bench"
+c.IncludeHeaderFooter.header = "source/header.ipynb"
+c.ExecutePreprocessor.timeout = 3600
+'''
+
+
+def _nbgrader_seconds(assignment: str, folder: Path, scale: str,
+                      n: int = 1) -> tuple[float, float, float]:
+    """Wall time of stock ``nbgrader autograde`` of ``n`` copies of the reference, the
+    notebook run at ``scale``, and the score and maximum nbgrader's gradebook holds for the
+    first (stock nbgrader counts a test cell that writes to stderr, such as a progress bar,
+    as failed)."""
+    from nbgrader.api import Gradebook
+
+    from course.paths import data_dir
+    from course.submissions import reference_submission, write_notebook
+
+    root, course = repo_root(), folder / "nbgrader-course"
+    shutil.copytree(root / "source" / assignment, course / "source" / assignment,
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    shutil.copy(root / "source" / "header.ipynb", course / "source" / "header.ipynb")
+    (course / "nbgrader_config.py").write_text(STOCK_NBGRADER)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "COURSE_SCALE": scale, "COURSE_DATA": str(data_dir()),
+           "COURSE_FIGURES_DIR": str(folder / "figures"), "MPLBACKEND": "Agg",
+           "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])}
+
+    def nbgrader(*args: str) -> None:
+        proc = subprocess.run([str(bin_dir / "nbgrader"), *args], cwd=course, env=env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CourseError(f"bench: nbgrader {' '.join(args)} failed: "
+                              f"{(proc.stdout + proc.stderr)[-800:]}")
+
+    nbgrader("generate_assignment", assignment, "--force")
+    nb = reference_submission(assignment)
+    for i in range(n):
+        write_notebook(nb, course / "submitted" / f"s{i}" / assignment / f"{assignment}.ipynb")
+    start = time.perf_counter()
+    nbgrader("autograde", assignment, "--force")
+    seconds = time.perf_counter() - start
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        sub = gb.find_submission(assignment, "s0")
+        if not sub.max_score:
+            raise CourseError(f"bench: nbgrader graded no cell of {assignment}")
+        return seconds, float(sub.score), float(sub.max_score)
+
+
 
 def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
     """``course grade`` of each reference: with the sandbox, and with every layer off."""
@@ -283,9 +339,16 @@ def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
         with tempfile.TemporaryDirectory(prefix=f"course-bench-{a}-") as tmp:
             on = _grade_seconds(a, Path(tmp) / "on")
             off = _grade_seconds(a, Path(tmp) / "off", disabled=OFF)
+            scale = "ci" if quick else "full"
+            stock, score, top = _nbgrader_seconds(a, Path(tmp) / "nbgrader", scale)
         rows.append(Row("grading", f"{a}: one reference submission", "course grade, sandboxed",
                         on, "the same, every isolation layer off", off, "s",
                         f"the sandbox costs {on - off:+.1f} s per submission"))
+        rows.append(Row("grading", f"{a}: the same submission",
+                        "course grade (hidden tests, experiments skipped)", on,
+                        f"stock nbgrader autograde (every cell at {scale} scale, visible tests)",
+                        stock, "s", f"nbgrader's score {score:g} / {top:g} (course grade: "
+                        "full marks)"))
     return rows
 
 

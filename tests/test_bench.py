@@ -56,3 +56,16 @@ def test_kmeans_section_compares_the_same_clustering():
     assert row.ours_value > 0 and row.theirs_value > 0
     gap = float(row.note.split("by ")[1])
     assert gap < 1e-3, row.note
+
+
+@pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
+                    reason="MNIST is not staged: run `make data`")
+def test_stock_nbgrader_side_runs_and_gives_full_marks(tmp_path):
+    """The other side of the grading comparison is nbgrader as it comes (its configuration
+    names nothing of the course) and really grades: it executes 01's reference and its
+    gradebook holds full marks."""
+    assert "course" not in bench.STOCK_NBGRADER.replace('course_id = "bench"', "")
+    seconds, score, top = bench._nbgrader_seconds("01_kmeans", tmp_path, "ci")
+    assert seconds > 0 and score == top == 17
+    assert (tmp_path / "nbgrader-course" / "autograded" / "s0" / "01_kmeans"
+            / "01_kmeans.ipynb").is_file()
