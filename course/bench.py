@@ -289,12 +289,10 @@ c.ExecutePreprocessor.timeout = 3600
 '''
 
 
-def _nbgrader_seconds(assignment: str, folder: Path, scale: str,
-                      n: int = 1) -> tuple[float, float, float]:
-    """Wall time of stock ``nbgrader autograde`` of ``n`` copies of the reference, the
-    notebook run at ``scale``, and the score and maximum nbgrader's gradebook holds for the
-    first (stock nbgrader counts a test cell that writes to stderr, such as a progress bar,
-    as failed)."""
+def _nbgrader_seconds(assignment: str, folder: Path, scale: str) -> tuple[float, float, float]:
+    """Wall time of stock ``nbgrader autograde`` of the reference, the notebook run at
+    ``scale``, and the score and maximum nbgrader's gradebook holds for it (stock nbgrader
+    counts a test cell that writes to stderr, such as a progress bar, as failed)."""
     from nbgrader.api import Gradebook
 
     from course.paths import data_dir
@@ -318,9 +316,8 @@ def _nbgrader_seconds(assignment: str, folder: Path, scale: str,
                               f"{(proc.stdout + proc.stderr)[-800:]}")
 
     nbgrader("generate_assignment", assignment, "--force")
-    nb = reference_submission(assignment)
-    for i in range(n):
-        write_notebook(nb, course / "submitted" / f"s{i}" / assignment / f"{assignment}.ipynb")
+    write_notebook(reference_submission(assignment),
+                   course / "submitted" / "s0" / assignment / f"{assignment}.ipynb")
     start = time.perf_counter()
     nbgrader("autograde", assignment, "--force")
     seconds = time.perf_counter() - start
@@ -331,9 +328,9 @@ def _nbgrader_seconds(assignment: str, folder: Path, scale: str,
         return seconds, float(sub.score), float(sub.max_score)
 
 
-
 def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
-    """``course grade`` of each reference: with the sandbox, and with every layer off."""
+    """``course grade`` of each reference: with the sandbox, with every layer off, and
+    against stock ``nbgrader autograde`` of the same notebook."""
     rows = []
     for a in assignments:
         with tempfile.TemporaryDirectory(prefix=f"course-bench-{a}-") as tmp:
