@@ -310,7 +310,8 @@ def cell_text(notebook: Path | str, cell_id: str) -> str:
     for out in cell.get("outputs", []):
         if out.get("output_type") == "stream" and out.get("name") == "stdout":
             parts.append(out.get("text", ""))
-        elif "text/plain" in out.get("data", {}) and "image/png" not in out.get("data", {}):
+        elif ("text/plain" in out.get("data", {})
+              and not {"image/png", WIDGET_VIEW} & out["data"].keys()):  # a figure, a bar
             parts.append(out["data"]["text/plain"] + "\n")
     return "".join(parts)
 
@@ -371,6 +372,45 @@ def _execute(nb: NotebookNode, cwd: Path, root: Path, scale: str, assignment: st
             raise CourseError(
                 f"solutions {assignment}: {where} failed: {reason}; the notebook was not written"
             ) from exc
+    settle_progress_bars(nb)
+
+
+#: A widget's output (a slider view, a progress bar); its model's last state is in nb.metadata.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def settle_progress_bars(nb: NotebookNode) -> int:
+    """Rewrite the plain text of each tqdm widget bar in ``nb`` to the bar's final state.
+
+    A notebook bar (``tqdm.auto`` in Jupyter) saves the text it had when it was first shown
+    ("0/1180 [00:00<?]"); its later values live only in the widget state nbclient stores in the
+    notebook's metadata. Pages and viewers that cannot run widgets (the course site, GitHub,
+    the formgrader) show that text, so it is rebuilt from the state: "desc: 100%|##########|
+    1180/1180 [...]". Returns how many outputs were rewritten.
+    """
+    import html
+
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    rewritten = 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            view = out.get("data", {}).get(WIDGET_VIEW) or {}
+            box = state.get(view.get("model_id", ""), {})
+            if box.get("model_name") != "HBoxModel":
+                continue
+            parts = [state.get(str(c).removeprefix("IPY_MODEL_"), {})
+                     for c in box.get("state", {}).get("children", [])]
+            if [p.get("model_name") for p in parts] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+                continue  # not a tqdm bar
+            left, bar, right = (p.get("state", {}) for p in parts)
+            total, value = bar.get("max") or 0, bar.get("value") or 0
+            filled = int(10 * value / total) if total else 0
+            text = (f"{left.get('value', '')}|{'█' * filled}{' ' * (10 - filled)}|"
+                    f"{right.get('value', '')}")
+            out["data"]["text/plain"] = html.unescape(text).replace("\u2007", " ")
+            rewritten += 1
+    return rewritten
 
 
 # --- check ---------------------------------------------------------------------------------

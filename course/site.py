@@ -40,6 +40,7 @@ from nbformat import NotebookNode
 
 from course import colab
 from course.errors import CourseError
+from course.generate import WIDGET_VIEW
 from course.generate import read_notebook as _read
 from course.paths import PACKAGE_DIR, assignment_ids, repo_root
 
@@ -344,15 +345,12 @@ def _render(exporter: Any, notebook: Path, target: Path, heading: str, course: s
     target.write_text(_animations_to_files(html, target), encoding="utf-8")
 
 
-#: The output a live slider view (ipywidgets) adds; a static page cannot run it.
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
 def _without_widgets(nb: NotebookNode) -> NotebookNode:
     """Drop saved widget state and widget views: with them nbconvert loads the widget manager
     from a CDN (a request the offline page must not make) to show sliders with no kernel
     behind them. The output's plain-text fallback stays (course.interactive says there what a
-    live notebook shows), next to the static figure drawn before it."""
+    live notebook shows, next to the static figure drawn before it; a progress bar's is its
+    final text, see course.generate.settle_progress_bars)."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for output in cell.get("outputs", []):

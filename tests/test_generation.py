@@ -235,6 +235,9 @@ def test_executed_solutions_have_outputs_and_figures(generated: Path) -> None:
     outputs = _cell(nb, "plot_values").outputs
     assert any(o.get("text") == "sum of squares: 25.0\n" for o in outputs)
     assert any("image/png" in o.get("data", {}) for o in outputs)
+    # the tqdm.auto bar is a widget; its saved text is its final state, not the first "0/2"
+    bars = [o.data["text/plain"] for o in outputs if generate.WIDGET_VIEW in o.get("data", {})]
+    assert bars and bars[0].startswith("reading: 100%|██████████| 2/2 ["), bars
     assert (generated / "solutions" / FX / "values.txt").is_file()  # the notebook ran beside it
     stamp = nb.metadata.course
     assert stamp.scale == "full" and stamp.generated_by == "course solutions"

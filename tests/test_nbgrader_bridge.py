@@ -79,6 +79,23 @@ def test_each_grade_cell_carries_its_hidden_tests_and_score_as_nbgrader_reads_it
     assert determine_grade(grade_cells(out)[0])[0] == 0.0
 
 
+@pytest.mark.parametrize("assignment", sorted(p.name for p in (ROOT / "solutions").iterdir()
+                                               if (p / f"{p.name}.ipynb").is_file()))
+def test_stock_nbgrader_scores_every_visible_test_of_the_solutions_as_passed(assignment):
+    """nbgrader's own scoring (``nbgrader validate``, a plain autograde) fails a test cell that
+    shows an error or writes anything to stderr; the solutions' outputs (full scale) are what a
+    correct notebook shows, so each of their test cells must get its points there. A text
+    progress bar (tqdm writes to stderr) in a visible test once cost 03's reference 5 points."""
+    nb = nbformat.read(ROOT / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    cells = grade_cells(nb)
+    assert cells and all(c.outputs for c in cells), "the solutions were not executed"
+    for cell in cells:
+        got, points = determine_grade(cell)
+        stderr = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stderr")
+        assert got == points, (f"{cell.metadata.nbgrader.grade_id}: nbgrader gives {got} of "
+                               f"{points}; stderr: {stderr[-300:]!r}")
+
+
 def test_release_and_hidden_tests_that_disagree_are_refused():
     nb = nbformat.reads(json.dumps(read_notebook(release_path(A))), as_version=4)
     res = fake_results(nb, {})

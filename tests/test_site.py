@@ -142,17 +142,22 @@ def test_student_pages_preview_the_animations_and_no_other_output(student_site):
     assert previewed["01_kmeans"][0][1].startswith("k-means with k = 5")
 
 
-def test_slider_views_become_their_text_and_load_nothing(solutions_site):
-    """The solutions hold live slider views (ipywidgets) and their saved state; the pages
-    show the views' plain-text note instead, and no widget manager from a CDN."""
-    with_sliders = [a for a in IDS if site.WIDGET_VIEW in (
+def test_widget_views_become_their_text_and_load_nothing(solutions_site):
+    """The solutions hold live widget views (ipywidgets: sliders, tqdm's progress bars) and
+    their saved state; the pages show each view's plain text instead (a slider's note, a
+    bar's final state), and no widget manager from a CDN."""
+    with_widgets = [a for a in IDS if site.WIDGET_VIEW in (
         ROOT / "solutions" / a / f"{a}.ipynb").read_text()]
-    assert {"01_kmeans", "02_gradient_descent"} <= set(with_sliders)
-    for a in with_sliders:
-        page = (solutions_site / a / site.SOLUTION_PAGE).read_text()
+    assert {"01_kmeans", "02_gradient_descent", "03_autoencoder"} <= set(with_widgets)
+    pages = {a: (solutions_site / a / site.SOLUTION_PAGE).read_text() for a in with_widgets}
+    for a, page in pages.items():
         assert "unpkg.com" not in page and "html-manager" not in page, a
         assert site.WIDGET_VIEW not in page, a
-        assert "interactive view: run this cell in Jupyter or Colab" in page, a
+    for a in ("01_kmeans", "02_gradient_descent"):  # sliders
+        assert "interactive view: run this cell in Jupyter or Colab" in pages[a], a
+    # 03's training bars, as they ended (not as they were first shown, at 0 steps)
+    assert "training: 100%|██████████| 1180/1180" in pages["03_autoencoder"]
+    assert not re.search(r"\b0%\|", pages["03_autoencoder"])
 
 
 def test_no_solution_code_in_the_student_site(student_site, solutions_site):
