@@ -269,6 +269,54 @@ def test_worker_sees_no_hidden_files_and_writes_only_scratch(tmp_path, release):
     assert not [e for e in sub.events if e.startswith("sandbox:")], sub.events
 
 
+class _Options:
+    """What the grading plugin reads of pytest's config, without a pytest run."""
+
+    def __init__(self, **options) -> None:
+        self.options = {"--device": "cpu", "--threads": 0, "--allow-weak-isolation": False,
+                        "collectonly": False, **options}
+
+    def getoption(self, name, default=None):
+        return self.options.get(name, default)
+
+    def addinivalue_line(self, *_) -> None:
+        pass
+
+
+def test_the_worker_boots_while_tests_are_collected_and_serves_the_submission(tmp_path, release):
+    """The plugin starts the worker's process when pytest is configured (it imports torch,
+    confined, while the hidden tests are collected); the submission's first call takes that
+    worker instead of starting another; a launched worker nobody used is stopped."""
+    from course.grading import plugin
+
+    nb = notebook(tmp_path / "sub.ipynb", SETUP, cell(GOOD, "double", solution=True))
+    config = _Options(**{"--submission": str(nb)})
+    plugin.pytest_configure(config)
+    launched = config._course_launched
+    assert launched is not None and launched.alive() and not launched.greeted
+    sub = Submission(nb, release, launched=launched)
+    try:
+        assert sub.call("double", torch.ones(1)).item() == 2
+        assert sub.worker is launched and sub.starts == 1
+    finally:
+        sub.close()
+    assert not launched.alive()
+
+    unused = _Options(**{"--submission": str(nb)})
+    plugin.pytest_configure(unused)
+    worker = unused._course_launched
+    scratch = worker.scratch
+    plugin.pytest_unconfigure(unused)
+    assert worker.proc is None and not scratch.exists()
+    assert worker.worker_pid > 0  # learnt from the reaper, so its process group was killed
+    stat = Path(f"/proc/{worker.worker_pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(") ", 1)[-1][0] in "ZX"  # gone or dead
+
+    listing = _Options(**{"--submission": str(nb), "collectonly": True})
+    plugin.pytest_configure(listing)  # --collect-only runs no test: nothing to boot
+    assert listing._course_launched is None
+
+
 def test_output_is_capped(tmp_path, release):
     body = GOOD + "\nprint('x' * 5_000_000)\nprint('the end')\n"
     sub = Submission(notebook(tmp_path / "s.ipynb", SETUP, cell(body, "double", solution=True)),

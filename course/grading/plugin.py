@@ -27,7 +27,13 @@ import torch
 from course.errors import CourseError
 from course.grading import plaintext
 from course.grading.sandbox import Limits
-from course.grading.session import Budget, GraderFault, StudentFailure, Submission
+from course.grading.session import (
+    Budget,
+    GraderFault,
+    StudentFailure,
+    Submission,
+    launch_worker,
+)
 
 MAX_MESSAGE = 500
 
@@ -50,6 +56,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "grade(points, cell): points of a hidden test")
     config._course_records = []  # type: ignore[attr-defined]
     config._course_collected = []  # type: ignore[attr-defined]
+    config._course_launched = None  # type: ignore[attr-defined]
+    if config.getoption("--submission", None) and not config.getoption("collectonly", False):
+        # the worker boots (confines itself, imports torch: seconds) while the tests are
+        # collected; it runs nothing of the student's before the first test asks
+        try:
+            config._course_launched = launch_worker(*_worker_options(config))  # type: ignore[attr-defined]
+        except OSError:
+            pass  # the submission fixture starts one, and says why if it cannot
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    launched = getattr(config, "_course_launched", None)
+    if launched is not None:  # no test asked for the submission
+        launched.close()
+
+
+def _worker_options(config: pytest.Config) -> tuple[str, Limits, str]:
+    """device, limits and the isolation required, from the command line."""
+    return (config.getoption("--device"), Limits(threads=config.getoption("--threads")),
+            "weak" if config.getoption("--allow-weak-isolation") else "contained")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
@@ -88,11 +114,16 @@ def submission(request: pytest.FixtureRequest, device: str):
     nb, rel = cfg.getoption("--submission"), cfg.getoption("--release")
     if not nb or not rel:
         pytest.exit("--submission and --release are required", returncode=4)
-    sub = Submission(Path(nb), Path(rel), device=device,
-                     limits=Limits(threads=cfg.getoption("--threads")),
-                     budget=Budget(total_s=cfg.getoption("--budget")),
-                     min_isolation="weak" if cfg.getoption("--allow-weak-isolation")
-                     else "contained")
+    launched, cfg._course_launched = cfg._course_launched, None  # type: ignore[attr-defined]
+    _, limits, min_isolation = _worker_options(cfg)
+    try:
+        sub = Submission(Path(nb), Path(rel), device=device, limits=limits,
+                         budget=Budget(total_s=cfg.getoption("--budget")),
+                         min_isolation=min_isolation, launched=launched)
+    except BaseException:
+        if launched is not None:
+            launched.close()
+        raise
     cfg._course_submission = sub  # type: ignore[attr-defined]
     yield sub
     sub.close()

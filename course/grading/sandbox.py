@@ -392,6 +392,7 @@ class WorkerProcess:
     uid_note: str = ""  # why the worker keeps the grader's uid, when it does
     worker_pid: int = 0  # the worker's pid (and process group); self.proc is its reaper
     charged_s: float = 0.0  # what the last request was charged (see request())
+    greeted: bool = False  # its hello was read: it serves requests
 
     def _spec(self, prefix: tuple[str, ...]) -> dict:
         """What the worker applies to itself before anything else (see course.grading.boot)."""
@@ -415,6 +416,13 @@ class WorkerProcess:
     def start(self) -> None:
         """Start the worker and read how it was confined; raise :class:`IsolationTooWeak`
         (after stopping it) when that is below ``min_level``."""
+        self.launch()
+        self.await_hello()
+
+    def launch(self) -> None:
+        """Start the worker's process and return at once: it confines itself and imports
+        torch (seconds) while the grader goes on; :meth:`await_hello` then reads how it was
+        confined. No student code runs before that: the worker waits for a request."""
         self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
@@ -451,14 +459,12 @@ class WorkerProcess:
             for fd in (to_worker_r, from_worker_w, out_w, lifeline_r, status_w):
                 os.close(fd)
         self.output = _OutputTail(out_r, self.limits.output_kb * 1024)
-        self._read_hello()
 
-    def _read_hello(self) -> None:
+    def await_hello(self) -> None:
         """The reaper says which process is the worker; the worker's first frame says what
         confinement it applied (sent before any student code ran, so it cannot be forged)."""
         try:
-            self.worker_pid = protocol.HEADER.unpack(protocol.read_exact(
-                self._status, 8, time.monotonic() + HELLO_TIMEOUT_S))[0]
+            self._learn_pid(HELLO_TIMEOUT_S)
             hello = protocol.read_frame(self._from_worker, time.monotonic() + HELLO_TIMEOUT_S,
                                         max_size=2**20)
         except (protocol.FrameTimeout, EOFError, protocol.ProtocolError) as exc:
@@ -478,6 +484,13 @@ class WorkerProcess:
             self.close()
             raise IsolationTooWeak(refusal(report))
         self._pause(True)
+        self.greeted = True
+
+    def _learn_pid(self, timeout: float) -> None:
+        """Read the worker's pid, which the reaper sends as soon as it has started it."""
+        if self.worker_pid <= 0:
+            self.worker_pid = protocol.HEADER.unpack(protocol.read_exact(
+                self._status, 8, time.monotonic() + timeout))[0]
 
     def _env(self) -> dict[str, str]:
         env = {
@@ -653,6 +666,11 @@ class WorkerProcess:
             return
         if self.cgroup is not None:
             self.cgroup.freeze(False)  # frozen tasks of a v1 freezer would not die
+        if self.worker_pid <= 0 and self.proc.poll() is None:  # launched, not awaited yet
+            try:
+                self._learn_pid(5.0)
+            except (OSError, EOFError, protocol.FrameTimeout, protocol.ProtocolError):
+                pass
         if self.worker_pid > 0:  # killpg(0) would be the grader's own group
             try:
                 os.killpg(self.worker_pid, signal.SIGKILL)
@@ -667,7 +685,7 @@ class WorkerProcess:
 
     def close(self) -> None:
         """Stop the worker (politely, then by force) and remove its scratch directory."""
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None and self.greeted:
             self._pause(False)
             try:
                 protocol.write_frame(self._to_worker, {"op": "exit"})

@@ -60,6 +60,14 @@ class Budget:
     max_restarts: int = 3
 
 
+def launch_worker(device: str, limits: Limits, min_isolation: str) -> WorkerProcess:
+    """A worker process for a submission, started now and left booting (it imports torch,
+    confined, while the grader collects its tests): pass it to :class:`Submission`."""
+    worker = WorkerProcess(device=device, limits=limits, min_level=min_isolation)
+    worker.launch()
+    return worker
+
+
 class Submission:
     def __init__(
         self,
@@ -69,6 +77,7 @@ class Submission:
         limits: Limits | None = None,
         budget: Budget | None = None,
         min_isolation: str = "contained",
+        launched: WorkerProcess | None = None,
     ) -> None:
         self.notebook = Path(notebook)
         self.min_isolation = min_isolation
@@ -80,6 +89,8 @@ class Submission:
         self.cell_report: list[dict] = []
         self.events: list[str] = []
         self.worker: WorkerProcess | None = None
+        # a worker already booting (see launch_worker): the first start only awaits its hello
+        self._launched = launched
         self.starts = 0
         self.used_s = 0.0  # time charged to the submission so far (see WorkerProcess.request)
         self.setup_timed_out = ""  # why the notebook's cells are not run again, once they hung
@@ -102,9 +113,10 @@ class Submission:
             raise StudentFailure(
                 f"not run: the submission used up its time budget ({self.budget.total_s:g} s)")
         self.starts += 1
-        worker = WorkerProcess(device=self.device, limits=self.limits,
-                               min_level=self.min_isolation)
-        worker.start()  # a GraderFault (too weak, did not start) is not the student's doing
+        worker, self._launched = self._launched, None
+        if worker is None:
+            worker = launch_worker(self.device, self.limits, self.min_isolation)
+        worker.await_hello()  # a GraderFault (too weak, did not start) is not the student's doing
         self.worker = worker
         self.isolation = worker.isolation
         limit = min(self.budget.setup_s, self._left())
@@ -141,6 +153,9 @@ class Submission:
         return self.cell_report
 
     def close(self) -> None:
+        if self._launched is not None:  # launched, never used
+            self._launched.close()
+            self._launched = None
         if self.worker is not None:
             self.worker.close()
             self.worker.output.thread.join(2)
