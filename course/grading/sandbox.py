@@ -426,6 +426,8 @@ class WorkerProcess:
         self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
+        for fd in (self._to_worker, from_worker_w):  # tensors cross these
+            protocol.widen_pipe(fd)
         out_r, out_w = os.pipe()
         prefix = _isolation_prefix()
         if not LINUX and "sandbox-exec" not in disabled_layers():
