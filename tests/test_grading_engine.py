@@ -631,6 +631,24 @@ def test_submissions_graded_together_share_the_cores(monkeypatch, tmp_path):
     assert envs[-1]["OMP_NUM_THREADS"] == "4"
 
 
+def test_the_graders_pytest_takes_no_options_from_the_callers_shell(monkeypatch, tmp_path):
+    """PYTEST_ADDOPTS set where the instructor grades does not reach the grader's pytest:
+    "-x" there would leave the tests after a first failure without a verdict, so every
+    imperfect submission would come back "not graded"."""
+    from course.grading import runner
+
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-x --pdb")
+    calls = []
+    monkeypatch.setattr(runner.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw["env"]))
+                        or type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})())
+    monkeypatch.setattr(runner, "release_notebook", lambda a, root=None: tmp_path / "r.ipynb")
+    job = runner.Job("s", tmp_path / "s.ipynb", "01_kmeans")
+    runner.run_hidden_tests(job, runner.Settings(), tmp_path / "report.json")
+    cmd, env = calls[-1]
+    assert "PYTEST_ADDOPTS" not in env and "-x" not in cmd and "--pdb" not in cmd
+    assert env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+
+
 def test_the_grader_can_drive_a_training_step_in_the_worker(tmp_path, release):
     """call_remote keeps results (even a loss tensor on its graph) in the worker, so the
     grader can run its own training loop on a student's model there; drop frees them."""

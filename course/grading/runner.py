@@ -193,6 +193,9 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
     # grading 01's reference takes.
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    # nor options from the caller's shell: "-x" would leave every test after the first failure
+    # without a verdict (every imperfect submission "not graded"), "--pdb" would wait for a key
+    env.pop("PYTEST_ADDOPTS", None)
     if settings.threads:  # the grader's own references share the cores like its worker
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(settings.threads)
     if not _installed(PACKAGE_DIR):  # a checkout (editable or not): put it first on the path
