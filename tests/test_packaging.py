@@ -25,9 +25,10 @@ ROOT = repo_root()
 #: library aside): the distribution that provides it.
 PROVIDER = {"torch": "torch", "matplotlib": "matplotlib", "numpy": "numpy", "tqdm": "tqdm",
             "sklearn": "scikit-learn", "scipy": "scikit-learn", "openTSNE": "opentsne",
-            "ipywidgets": "ipywidgets"}
+            "ipywidgets": "ipywidgets", "IPython": "ipython"}
 #: The student runtime: nothing else may be a plain (extra-free) dependency.
-RUNTIME = {"torch", "numpy", "scikit-learn", "matplotlib", "tqdm", "opentsne", "ipywidgets"}
+RUNTIME = {"torch", "numpy", "scikit-learn", "matplotlib", "tqdm", "opentsne", "ipywidgets",
+           "ipython"}
 INSTRUCTOR_ONLY = {"nbgrader", "jupyterlab", "ipykernel", "nbformat", "nbclient", "pytest"}
 
 
