@@ -7,7 +7,6 @@ import io
 import os
 import pickle
 import threading
-import zipfile
 from pathlib import Path
 
 import nbformat
@@ -111,22 +110,6 @@ def test_plain_data_round_trips():
     msg = {"a": (1, 2.5, "x", None), "t": torch.arange(3), "l": [torch.ones(2, 2)]}
     back = protocol.loads(protocol.dumps(msg))
     assert back["a"] == (1, 2.5, "x", None) and torch.equal(back["t"], torch.arange(3))
-
-
-def test_frames_carry_no_checksums_and_leave_torch_save_as_it_was():
-    """Frames skip torch.save's CRC-32 of each record (a pipe needs none; it was a third of a
-    large frame's cost) and still load; torch.save elsewhere in the process keeps its setting."""
-    payload = protocol.dumps({"x": torch.arange(10.0)})
-    with zipfile.ZipFile(io.BytesIO(payload)) as zf:
-        assert {i.CRC for i in zf.infolist()} == {0}
-    assert torch.equal(protocol.loads(payload)["x"], torch.arange(10.0))
-    for setting in (False, True):
-        torch.serialization.set_crc32_options(setting)
-        try:
-            protocol.dumps({"x": torch.ones(3)})
-            assert torch.serialization.get_crc32_options() is setting
-        finally:
-            torch.serialization.set_crc32_options(True)
 
 
 def test_a_large_frame_crosses_a_pipe_whole(tmp_path):

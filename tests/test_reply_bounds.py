@@ -40,14 +40,8 @@ _RUN = subprocess.run  # the real one (the tests of run_hidden_tests replace sub
 
 # -- building frames --------------------------------------------------------------------------
 def members(payload: bytes) -> list[tuple[str, bytes]]:
-    """The records of a frame, read where their local headers say (frames are written
-    without CRC-32 checksums, which zipfile's own reader insists on)."""
-    out = []
-    for info in zipfile.ZipFile(io.BytesIO(payload)).infolist():
-        name_len, extra_len = struct.unpack_from("<HH", payload, info.header_offset + 26)
-        start = info.header_offset + 30 + name_len + extra_len
-        out.append((info.filename, bytes(payload[start:start + info.file_size])))
-    return out
+    zf = zipfile.ZipFile(io.BytesIO(payload))
+    return [(i.filename, zf.read(i)) for i in zf.infolist()]
 
 
 def stored(name: str, data: bytes) -> tuple:
