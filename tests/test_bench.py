@@ -47,6 +47,7 @@ def test_unknown_section_is_refused(tmp_path):
         bench.run(["speed"], out=tmp_path, say=lambda s: None)
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
                     reason="MNIST is not staged: run `make data`")
 def test_kmeans_section_compares_the_same_clustering():
@@ -58,6 +59,7 @@ def test_kmeans_section_compares_the_same_clustering():
     assert gap < 1e-3, row.note
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
                     reason="MNIST is not staged: run `make data`")
 def test_stock_nbgrader_side_runs_and_gives_full_marks(tmp_path):

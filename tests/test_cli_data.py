@@ -39,7 +39,6 @@ def test_fetch_from_missing_folder_is_one_line(tmp_path: Path) -> None:
     assert "nope: no such folder" in line
 
 
-@pytest.mark.slow
 def test_fetch_from_mirror_then_verify(tmp_path: Path, mnist_mirror: Path) -> None:
     fetched = course("data", "fetch", "mnist", "--from", str(mnist_mirror), data_dir=tmp_path)
     assert fetched.returncode == 0, fetched.stderr

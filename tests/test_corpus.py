@@ -4,8 +4,9 @@ of honest submissions graded in the same run exactly as they are alone. Nothing 
 outlives the grading, and the grader never runs code a case sends back.
 
 The corpus runs in each isolation setting this machine can simulate (``COURSE_SANDBOX_DISABLE``,
-see course.grading.sandbox): "full" (every layer), "no-unshare" (no namespaces and no mount
-lockdown: macOS, Docker, Gradescope), "no-cgroups" (no writable cgroups) and "neither". Broken
+see course.grading.sandbox): "full" (every layer; `make test`), and in the extended suite
+"no-unshare" (no namespaces and no mount lockdown: macOS, Docker, Gradescope), "no-cgroups"
+(no writable cgroups) and "neither". Broken
 notebooks and tricks on the grader's own checks do not depend on the sandbox and run once, in
 "full"; the cases the sandbox contains (``Case.sandbox``) run in every setting, each setting
 with its own decoys (a second clone of the course, a backup and an LMS export under the real
@@ -78,14 +79,19 @@ def cases_for(setting: str) -> list[corpus.Case]:
 
 def pytest_generate_tests(metafunc):
     """Each test runs per setting (``setting``), test_case_is_contained per case tried in it;
-    the corpus of a setting is graded once, when its first test needs it (``runs``)."""
+    the corpus of a setting is graded once, when its first test needs it (``runs``). The
+    reduced settings belong to the extended suite (`make test` proves "full")."""
     if "setting" not in metafunc.fixturenames:
         return
+
+    def marks(setting: str) -> tuple:
+        return () if setting == "full" else (pytest.mark.extended,)
     if "case" in metafunc.fixturenames:
-        pairs = [(s, c.name) for s in SETTINGS for c in cases_for(s)]
-        metafunc.parametrize(("setting", "case"), pairs, ids=[f"{s}-{c}" for s, c in pairs])
+        pairs = [pytest.param(s, c.name, marks=marks(s), id=f"{s}-{c.name}")
+                 for s in SETTINGS for c in cases_for(s)]
+        metafunc.parametrize(("setting", "case"), pairs)
     else:
-        metafunc.parametrize("setting", list(SETTINGS))
+        metafunc.parametrize("setting", [pytest.param(s, marks=marks(s), id=s) for s in SETTINGS])
 
 
 # -- grading --------------------------------------------------------------------------------
@@ -154,15 +160,24 @@ class Runs:
                 self.done[setting] = grade_setting(setting, self.tmp_path_factory, self.alone)
             except Exception as exc:  # every test of the setting fails with it, none regrades
                 self.done[setting] = exc
-            counts = {s: (o["contained"], len(o["verdicts"]), o["wall_s"])
+            counts = {s: (o["contained"], len(o["verdicts"]), o["wall_s"], _slowest(o))
                       for s, o in self.done.items() if isinstance(o, dict)}
             self.config._corpus_summary = (  # printed at the end of the run (conftest.py)
                 "hostile/broken corpus, cases contained of cases tried per isolation setting: "
-                + ", ".join(f"{s} {n}/{m} ({w:.0f} s)" for s, (n, m, w) in counts.items()))
+                + ", ".join(f"{s} {n}/{m} ({w:.0f} s; slowest {slow})"
+                            for s, (n, m, w, slow) in counts.items()))
         done = self.done[setting]
         if isinstance(done, BaseException):
             raise RuntimeError(f"grading the corpus in setting {setting!r} failed") from done
         return done
+
+
+def _slowest(outcome: dict, n: int = 3) -> str:
+    """The ``n`` submissions of a graded setting that took longest, with their seconds."""
+    times = sorted(((res.get("execution_time", 0.0), name)
+                    for name, res in outcome["results"].items() if "error" not in res),
+                   reverse=True)
+    return ", ".join(f"{name} {t:.0f} s" for t, name in times[:n])
 
 
 @pytest.fixture(scope="session")

@@ -78,6 +78,7 @@ def release(tmp_path):
     return notebook(tmp_path / "release.ipynb", SETUP, cell(STUB, "double", solution=True), TEST)
 
 
+@pytest.mark.extended
 def test_waiting_for_a_busy_core_is_not_charged(tmp_path, release):
     """1 s of computing on a core shared with 4 burners takes ~5 s on the clock: it passes a
     2.5 s limit and is reported (and charged to the budget) as about 1 s."""
@@ -95,6 +96,7 @@ def test_waiting_for_a_busy_core_is_not_charged(tmp_path, release):
         sub.close()
 
 
+@pytest.mark.extended
 def test_computing_past_the_limit_still_fails(tmp_path, release):
     """The limit still holds on a crowded core: 5 s of computing fails a 1.5 s limit."""
     sub = make(tmp_path, release)
@@ -108,6 +110,7 @@ def test_computing_past_the_limit_still_fails(tmp_path, release):
         sub.close()
 
 
+@pytest.mark.extended
 def test_waiting_on_its_own_is_bounded_by_the_wall_clock(tmp_path, release):
     """Sleeping uses no CPU: the loose wall-clock bound (here 1 x 1 s + 1 s) ends it, as the
     submission's doing, and the wait is charged."""
@@ -124,6 +127,7 @@ def test_waiting_on_its_own_is_bounded_by_the_wall_clock(tmp_path, release):
         sub.close()
 
 
+@pytest.mark.extended
 def test_starved_by_the_machine_is_not_a_verdict(tmp_path, release):
     """Computing, but starved past the wall-clock bound by other work on its core: no verdict
     can be drawn (MachineOverloaded, a GraderFault: the submission is "not graded")."""

@@ -434,7 +434,6 @@ def _solution_regions(source: str) -> list[str]:
     return lines
 
 
-@pytest.mark.slow
 def test_course_check_passes_on_the_committed_tree(released_ids: list[str]) -> None:
     for a in released_ids:
         _require(REPO / "solutions" / a / f"{a}.ipynb", f"run `course solutions {a}`")

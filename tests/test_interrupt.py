@@ -26,6 +26,7 @@ def grade_class(submitted: Path, out: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+@pytest.mark.extended
 def test_killed_run_keeps_finished_results_and_rerun_completes(tmp_path):
     submitted = tmp_path / "submitted"
     for student in STUDENTS:  # untouched releases: quick to grade, all score 0

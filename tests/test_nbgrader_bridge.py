@@ -175,6 +175,7 @@ def course_grades(course_dir) -> Path:
     return out
 
 
+@pytest.mark.extended
 def test_nbgrader_autograde_scores_every_cell_as_course_grade_does(course_dir, course_grades):
     """`course grade --class` (its own results folder) and `nbgrader autograde` (the
     gradebook) agree cell by cell, and nbgrader graded for itself (nothing reused)."""
@@ -302,6 +303,7 @@ def jupyter_server(course_dir):
         log.close()
 
 
+@pytest.mark.extended
 def test_formgrader_autograde_button_gives_the_course_grade_score(course_dir, course_grades,
                                                                    jupyter_server, tmp_path):
     """An instructor opens Manage Submissions, clicks Autograde (the flash icon) for a partial

@@ -113,6 +113,7 @@ def course_grade(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=1800)
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds graders in /proc")
 def test_graders_killed_at_random_moments_leave_no_zero_and_a_rerun_gives_full_marks(tmp_path):
     assignment, students = "02_gradient_descent", ["ann", "ben", "cas"]
@@ -157,6 +158,7 @@ def test_graders_killed_at_random_moments_leave_no_zero_and_a_rerun_gives_full_m
     assert all(r["status"] == "graded" for r in csv.DictReader((out / "grades.csv").open()))
 
 
+@pytest.mark.extended
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux CPU accounting")
 def test_honest_submissions_get_full_marks_on_an_overloaded_machine(tmp_path):
     """References graded two at a time while three CPU burners per core (each in its own

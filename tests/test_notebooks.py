@@ -47,7 +47,6 @@ def _needs_mnist(notebook: Path) -> bool:
     return "mnist" in notebook.read_text(encoding="utf-8").lower()
 
 
-@pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", _params())
 def test_solution_notebook_runs_at_ci_scale(notebook: Path) -> None:

@@ -175,7 +175,7 @@ def _filled_release(assignment: str) -> dict:
     return nb
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 def test_a_fresh_install_runs_a_filled_release_from_an_empty_folder(wheel, tmp_path):
     """`pip install` of the wheel, no extras, into a fresh venv that already has a torch (as
     Colab has): pip adds the rest from the package index, keeps that torch, installs no

@@ -421,6 +421,7 @@ def _screenshot(driver, path: Path) -> None:
     assert colours is None or len(colours) > 50, f"{path.name} looks blank"
 
 
+@pytest.mark.extended
 def test_every_page_in_a_browser_without_network(student_site, solutions_site, tmp_path):
     driver = _offline_browser()
     try:
