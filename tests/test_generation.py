@@ -166,6 +166,30 @@ def test_release_is_byte_identical_when_regenerated(course: Path) -> None:
     assert after == before
 
 
+def test_throw_away_gradebooks_are_copies_of_one_made_once(course: Path) -> None:
+    """Each release copies one empty gradebook made once per process (nbgrader creating its
+    own runs `alembic heads`, about 6 s); that one is what nbgrader makes: migrated to the
+    current alembic head, no assignment in it. (The test below shows the release it gives is
+    plain nbgrader's, byte for byte.)"""
+    import sqlite3
+
+    from nbgrader.api import get_alembic_version
+
+    generate.release(FX, root=course)
+    template = generate._EMPTY_GRADEBOOK[0]
+    generate.release(FX, root=course)
+    assert generate._EMPTY_GRADEBOOK == [template] and template.is_file()
+    db = sqlite3.connect(template)
+    try:
+        (version,), = db.execute("SELECT version_num FROM alembic_version").fetchall()
+        assert db.execute("SELECT COUNT(*) FROM assignment").fetchone() == (0,)
+    finally:
+        db.close()
+    with pytest.MonkeyPatch.context() as mp:  # nbgrader runs `alembic` found on PATH
+        mp.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        assert version == get_alembic_version()
+
+
 def test_plain_nbgrader_in_the_course_root_makes_the_same_release(course: Path) -> None:
     """What an instructor gets from `nbgrader generate_assignment <id>` equals `course release`."""
     expected = (course / "release" / FX / f"{FX}.ipynb").read_bytes()
