@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import json
 import os
@@ -157,7 +158,7 @@ def _generate_assignment(root: Path, assignment: str, release_dir: Path, use_gra
         ]
         if not use_gradebook:
             db = Path(tmp) / "gradebook.db"
-            _copy_empty_gradebook(db, env)
+            shutil.copyfile(_empty_gradebook(), db)
             cmd.append(f"--db=sqlite:///{db}")
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     notebook = release_dir / assignment / f"{assignment}.ipynb"
@@ -179,27 +180,23 @@ def _nbgrader_env() -> dict[str, str]:
     }
 
 
-#: An empty gradebook made once per process (in a folder removed at exit), copied for each
-#: throw-away run: nbgrader opens an existing gradebook in no time, but creates a new one by
-#: running `alembic heads`, which imports nbgrader once more (about 6 s per release).
-_EMPTY_GRADEBOOK: list[Path] = []
-
-
-def _copy_empty_gradebook(dest: Path, env: dict[str, str]) -> None:
-    if not _EMPTY_GRADEBOOK:
-        folder = Path(tempfile.mkdtemp(prefix="course-gradebook-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        empty = folder / "gradebook.db"
-        # what nbgrader itself does with a new file (course_id "" as generate_assignment's)
-        make = ("import sys; from nbgrader.api import Gradebook; "
-                "Gradebook(f'sqlite:///{sys.argv[1]}', course_id='').close()")
-        proc = subprocess.run([sys.executable, "-c", make, str(empty)], env=env,
-                              capture_output=True, text=True)
-        if proc.returncode != 0 or not empty.is_file():
-            raise CourseError(f"nbgrader could not create an empty gradebook: "
-                              f"{_nbgrader_reason(proc.stdout + proc.stderr)}")
-        _EMPTY_GRADEBOOK.append(empty)
-    shutil.copyfile(_EMPTY_GRADEBOOK[0], dest)
+@functools.cache
+def _empty_gradebook() -> Path:
+    """An empty gradebook made once per process (in a folder removed at exit), copied for each
+    throw-away run: nbgrader opens an existing gradebook in no time, but creates a new one by
+    running `alembic heads`, which imports nbgrader once more (about 6 s per release)."""
+    folder = Path(tempfile.mkdtemp(prefix="course-gradebook-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    empty = folder / "gradebook.db"
+    # what nbgrader itself does with a new file (course_id "" as generate_assignment's)
+    make = ("import sys; from nbgrader.api import Gradebook; "
+            "Gradebook(f'sqlite:///{sys.argv[1]}', course_id='').close()")
+    proc = subprocess.run([sys.executable, "-c", make, str(empty)], env=_nbgrader_env(),
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not empty.is_file():
+        raise CourseError(f"nbgrader could not create an empty gradebook: "
+                          f"{_nbgrader_reason(proc.stdout + proc.stderr)}")
+    return empty
 
 
 _GENERIC = ("There was an error processing assignment", "Please see the", "Removing failed assignment")
