@@ -59,6 +59,43 @@ def test_kmeans_section_compares_the_same_clustering():
     assert gap < 1e-3, row.note
 
 
+@pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
+                    reason="MNIST is not staged: run `make data`")
+def test_reference_kmeans_gives_the_same_clustering_on_every_product_path(monkeypatch):
+    """The reference kmeans sends X @ C.T to oneDNN for float32 on the CPU and keeps its
+    cluster sums up to date with the points that moved only (what makes it faster than
+    scikit-learn): the same labels and inertias as the plain product (oneDNN switched off),
+    as float64 and as a textbook Lloyd loop that sums every cluster again each iteration."""
+    import torch
+
+    ns = bench.reference_namespace("01_kmeans")
+    X, _ = bench._mnist("test", 2000)
+    onednn = ns["kmeans"](X, 10, n_iters=15, seed=0)
+    with monkeypatch.context() as m:  # what a machine without oneDNN (or a GPU) runs
+        m.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+        plain = ns["kmeans"](X, 10, n_iters=15, seed=0)
+    double = ns["kmeans"](X.double(), 10, n_iters=15, seed=0)
+
+    C = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(0))[:10]].double()
+    Xd = X.double()
+    labels = torch.cdist(Xd, C).argmin(1)
+    history = []
+    for _ in range(15):  # Lloyd as the textbook writes it, in float64
+        C = ns["update_centroids"](Xd, labels, C)
+        D = torch.cdist(Xd, C).square()
+        new = D.argmin(1)
+        history.append(float(D.min(1).values.sum()))
+        if torch.equal(new, labels):
+            break
+        labels = new
+    for name, (C_out, labels_out, hist) in {"oneDNN": onednn, "plain": plain,
+                                             "float64": double}.items():
+        assert len(hist) == len(history), name
+        assert torch.equal(labels_out, new), name
+        assert torch.allclose(C_out.double(), C, rtol=1e-4, atol=1e-4), name
+        assert max(abs(a - b) / b for a, b in zip(hist, history, strict=True)) < 1e-5, name
+
+
 @pytest.mark.extended
 @pytest.mark.skipif(not (data_dir() / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file(),
                     reason="MNIST is not staged: run `make data`")
