@@ -24,6 +24,7 @@ from course.grading.checks import (
     expect_finite,
     expect_tensor,
     points,
+    speed_bound,
     unseen_generator,
 )
 from course.grading.session import StudentFailure
@@ -33,7 +34,12 @@ K, N_ITERS = 10, 20
 
 # -- grader-side references -----------------------------------------------------------------
 def brute_sq_dists(X: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
-    return ((X.double()[:, None, :] - C.double()[None, :, :]) ** 2).sum(-1)
+    """Squared distances in float64 from the differences x - c (never the expanded form the
+    students write). cdist's direct mode does that without the (N, K, D) temporary that
+    ((X[:, None] - C[None]) ** 2).sum(-1) allocates: 54 ms instead of 471 ms on MNIST-10k
+    against 10 centres, equal to 4e-14."""
+    dist = torch.cdist(X.double(), C.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    return dist.square()
 
 
 def inertia_of(X: torch.Tensor, C: torch.Tensor) -> float:
@@ -151,12 +157,14 @@ def test_pairwise_fast(submission):
     # many points of few dimensions: a loop costs per point what the product costs per
     # thousands. In CPU time (as the call is charged, so a busy machine inflates neither); one
     # thread, as CPU time of several includes their spin-waits, which grow with the load
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ref_s = best_seconds(expanded, repeats=5, clock=time.process_time)
-    finally:
-        torch.set_num_threads(threads)
+    def reference_s() -> float:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return best_seconds(expanded, repeats=5, clock=time.process_time)
+        finally:
+            torch.set_num_threads(threads)
+
     try:
         r = submission.call_info("pairwise_sq_dists", X, C, timeout=30)
     except StudentFailure as failure:
@@ -168,7 +176,7 @@ def test_pairwise_fast(submission):
     # here (one thread) the reference takes 20 to 50 ms, a correct broadcast (X[:, None] - C)
     # ** 2 ~0.6 s and a loop over points ~5.5 s: 1.5 s lies between with room on both sides;
     # on a slower machine the bound grows with the reference
-    bound = max(1.5, 36 * ref_s)
+    bound = speed_bound(r.seconds, 1.5, 36, reference_s)
     expect(r.seconds <= bound, f"pairwise_sq_dists took {r.seconds:.1f} s for 400,000 x 16 "
            f"distances (allowed {bound:.1f} s): no Python loop over points or centres (use "
            "||x||^2 - 2 x.c + ||c||^2 with one matrix product)")
@@ -414,7 +422,8 @@ def test_kmeans_fast(submission, mnist10k):
     expect(isinstance(r.value, (tuple, list)) and len(r.value) == 3,
            "kmeans should return a tuple (C, labels, inertia_history)")
     # best of 3, so a busy machine does not inflate the allowance; a per-point loop takes ~35 s
-    bound = max(5.0, 20 * min(reference_kmeans_seconds(X, K, N_ITERS) for _ in range(3)))
+    bound = speed_bound(r.seconds, 5.0, 20, lambda: min(
+        reference_kmeans_seconds(X, K, N_ITERS) for _ in range(3)))
     expect(r.seconds <= bound, f"kmeans took {r.seconds:.1f} s on 10,000 images (allowed "
            f"{bound:.1f} s): vectorise, no Python loop over points")
 

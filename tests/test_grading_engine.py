@@ -406,6 +406,23 @@ def test_student_code_runs_only_inside_a_request(tmp_path, release):
     assert c - b < (b - a) / 2, (a, b, c)
 
 
+def test_speed_bound_measures_the_reference_only_for_a_call_over_the_floor() -> None:
+    """A speed test's bound is max(floor, factor * reference); a call within the floor passes
+    whatever the reference is, so the reference is not run for it."""
+    from course.grading.checks import speed_bound
+
+    runs = []
+
+    def reference() -> float:
+        runs.append(1)
+        return 0.2
+
+    assert speed_bound(1.0, 1.5, 20, reference) == 1.5 and runs == []
+    assert speed_bound(1.5, 1.5, 20, reference) == 1.5 and runs == []
+    assert speed_bound(2.0, 1.5, 20, reference) == 4.0 and runs == [1]  # 20 x 0.2 s
+    assert speed_bound(2.0, 1.5, 5, reference) == 1.5 and runs == [1, 1]  # never below the floor
+
+
 def test_expect_close_reports_counts_and_the_hint_never_the_reference() -> None:
     from course.grading.checks import expect_close
 

@@ -82,6 +82,16 @@ def unseen_generator() -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
 
 
+def speed_bound(taken: float, floor: float, factor: float,
+                reference: Callable[[], float]) -> float:
+    """The time a speed test allows: ``max(floor, factor * reference())``, the reference
+    (seconds of the grader's own run here, e.g. :func:`best_seconds`) measured only when
+    ``taken`` is over ``floor``. A call within the floor passes whatever the reference says,
+    and nearly every submission's does, so most gradings skip the measurement (01's best of
+    three k-means runs took a second of each grading)."""
+    return floor if taken <= floor else max(floor, factor * reference())
+
+
 def best_seconds(fn: Callable[[], Any], repeats: int = 3,
                  clock: Callable[[], float] = time.perf_counter) -> float:
     """The shortest time of ``repeats`` runs of ``fn`` here (a reference to scale a speed
