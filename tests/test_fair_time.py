@@ -26,6 +26,7 @@ pytestmark = pytest.mark.skipif(not (cputime.available() and hasattr(os, "sched_
 
 BURNERS = 4
 WORK = GOOD + '''
+import os
 import time
 
 def burn(seconds):
@@ -39,6 +40,24 @@ def burn(seconds):
 def nap(seconds):
     time.sleep(seconds)
     return True
+
+def in_python(seconds):
+    """Spend ``seconds`` of user time in a Python loop (checking the clock, a system call,
+    once per 100,000 steps only)."""
+    t0 = os.times().user
+    n = 0
+    while os.times().user - t0 < seconds:
+        for _ in range(100_000):
+            n += 1
+    return n
+
+def in_the_kernel(seconds):
+    """Spend ``seconds`` of system time (the kernel making random bytes), little user time."""
+    t0 = os.times().system
+    n = 0
+    while os.times().system - t0 < seconds:
+        n += len(os.urandom(1 << 22))
+    return n
 '''
 
 
@@ -137,6 +156,25 @@ def test_starved_by_the_machine_is_not_a_verdict(tmp_path, release):
             sub.start()
             with pytest.raises(MachineOverloaded, match="the machine was too busy"):
                 sub.call("burn", 2.5, timeout=3.0)
+    finally:
+        sub.close()
+
+
+def test_speed_tests_judge_user_time(tmp_path, release):
+    """A reply's compute time is its user CPU time (what a Python loop spends), not the
+    kernel's work for it (page faults of a big temporary, which other processes' memory
+    traffic inflates): a call spending 1 s in the kernel is charged about 1 s but computed
+    little, a call computing 1 s in Python computed about 1 s. (``burn`` would not do: its
+    clock, ``time.process_time``, is a system call, two thirds of its time.)"""
+    sub = make(tmp_path, release)
+    try:
+        sub.start()
+        kernel = sub.call_info("in_the_kernel", 1.0, timeout=8)
+        assert kernel.seconds >= 0.9, kernel.seconds
+        assert kernel.compute_s <= 0.3 * kernel.seconds, (kernel.compute_s, kernel.seconds)
+        python = sub.call_info("in_python", 1.0, timeout=8)
+        assert python.compute_s >= 0.8, python.compute_s
+        assert python.compute_s <= python.seconds + 1e-9
     finally:
         sub.close()
 

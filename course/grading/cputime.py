@@ -5,6 +5,11 @@ A request is charged ``min(wall time, CPU time of the tree)``: on an idle machin
 wall time (several threads or processes never cost more than the clock), on an overloaded one
 it is the CPU time the code actually got, so waiting for a core is never the student's cost.
 CPU time is read from ``/proc`` (Linux); elsewhere there is none and the wall time is charged.
+
+Speed tests judge a call by its *compute* time, ``min(wall time, user CPU time of the tree)``:
+a Python loop is user time, while the page faults of a large temporary are system time that
+other processes' memory traffic inflates several times over (a correct broadcast took 0.5 s
+idle and was charged 2.5 s on a loaded machine, against a bound of 2.1 s).
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ def available() -> bool:
     return (PROC / "self" / "stat").is_file()
 
 
-def _stat(pid: str) -> tuple[int, float, float] | None:
-    """(parent pid, CPU seconds of the process itself, of its reaped children), or None if
-    it is gone."""
+def _stat(pid: str) -> tuple[int, float, float, float, float] | None:
+    """(parent pid, user and all CPU seconds of the process itself, user and all of its reaped
+    children), or None if it is gone."""
     try:
         raw = (PROC / pid / "stat").read_bytes()
     except OSError:
@@ -40,27 +45,36 @@ def _stat(pid: str) -> tuple[int, float, float] | None:
     # the command name (field 2) is in parentheses and may hold spaces or ')'
     fields = raw[raw.rindex(b")") + 2:].split()
     # fields[0] is the state (field 3): ppid is field 4, utime..cstime are fields 14..17
-    ppid = int(fields[1])
-    own = (int(fields[11]) + int(fields[12])) / _TICK
-    reaped = (int(fields[13]) + int(fields[14])) / _TICK
-    return ppid, own, reaped
+    utime, stime, cutime, cstime = (int(f) / _TICK for f in fields[11:15])
+    return int(fields[1]), utime, utime + stime, cutime, cutime + cstime
 
 
-def tree_seconds(root: int) -> float | None:
-    """CPU seconds (user + system) used so far by every live descendant of ``root``,
+def tree_times(root: int) -> tuple[float, float] | None:
+    """(user, user + system) CPU seconds used so far by every live descendant of ``root``,
     including the children they and ``root`` have reaped, but not ``root``'s own time (the
-    worker's reaper polls: that is the grader's work). None where ``/proc`` is not there."""
+    worker's reaper polls: that is the grader's work). None where ``/proc`` is not there.
+
+    User time is the code's own computing (a Python loop is all user time); system time is
+    the kernel working for it, mostly page faults of fresh memory, which grow with other
+    processes' memory traffic far more than computing does."""
     if root <= 0 or not available():
         return None
     own = _stat(str(root))
     if own is None:
         return None
-    total = own[2]
+    user, total = own[3], own[4]
     for pid in descendants(root, quick=True):
         got = _stat(str(pid))
         if got is not None:  # gone meanwhile: its time is in its parent's reaped share
-            total += got[1] + got[2]
-    return total
+            user += got[1] + got[3]
+            total += got[2] + got[4]
+    return user, total
+
+
+def tree_seconds(root: int) -> float | None:
+    """CPU seconds (user + system) of ``root``'s tree, as :func:`tree_times` counts them."""
+    times = tree_times(root)
+    return None if times is None else times[1]
 
 
 def cpu_ticks() -> dict[int, tuple[int, int]]:

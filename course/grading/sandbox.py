@@ -392,6 +392,7 @@ class WorkerProcess:
     uid_note: str = ""  # why the worker keeps the grader's uid, when it does
     worker_pid: int = 0  # the worker's pid (and process group); self.proc is its reaper
     charged_s: float = 0.0  # what the last request was charged (see request())
+    compute_s: float = 0.0  # its compute time: the user CPU share of that (see cputime)
     greeted: bool = False  # its hello was read: it serves requests
 
     def _spec(self, prefix: tuple[str, ...]) -> dict:
@@ -538,8 +539,9 @@ class WorkerProcess:
         if self.proc is None:
             raise WorkerCrashed("worker not started")
         start = time.monotonic()
-        self.charged_s = 0.0
-        cpu0 = cputime.tree_seconds(self.proc.pid)
+        self.charged_s = self.compute_s = 0.0
+        times0 = cputime.tree_times(self.proc.pid)
+        cpu0 = None if times0 is None else times0[1]
         self._ticks0 = cputime.cpu_ticks()
         outer = start + self.wall_limit(timeout)
         self._pause(False)
@@ -552,16 +554,16 @@ class WorkerProcess:
                 if not (isinstance(reply, dict) and reply.get("op") == "callback"):
                     break
                 protocol.write_frame(self._to_worker, answer_callback(reply, callbacks))
-            self.charged_s = self._charged(start, cpu0)
+            self._charge_times(start, times0)
             self._sweep()
             self._pause(True)
             return reply
         except protocol.FrameTimeout:  # a reply begun but not finished within the wall bound
-            self.charged_s = self._charged(start, cpu0)
+            self._charge_times(start, times0)
             self.kill()
             raise WorkerTimeout(f"no answer within {timeout:g} s") from None
         except (EOFError, BrokenPipeError):
-            self.charged_s = self._charged(start, cpu0)
+            self._charge_times(start, times0)
             code = self.wait_exit()
             if self._reaper_said(b"D"):
                 raise WorkerCrashed("the worker process was stopped: it wrote more than the "
@@ -577,10 +579,15 @@ class WorkerProcess:
             self.kill()
             raise WorkerCrashed(f"broke the protocol: {exc}") from None
 
-    def _charged(self, start: float, cpu0: float | None) -> float:
+    def _charge_times(self, start: float, times0: tuple[float, float] | None) -> None:
+        """Set ``charged_s`` and ``compute_s`` for a request begun at ``start``."""
         wall = time.monotonic() - start
-        cpu = cputime.tree_seconds(self.proc.pid) if self.proc is not None else None
-        return wall if cpu is None or cpu0 is None else max(0.0, min(wall, cpu - cpu0))
+        times = cputime.tree_times(self.proc.pid) if self.proc is not None else None
+        if times is None or times0 is None:
+            self.charged_s = self.compute_s = wall
+        else:
+            self.charged_s = max(0.0, min(wall, times[1] - times0[1]))
+            self.compute_s = max(0.0, min(wall, times[0] - times0[0]))
 
     def _cpus(self) -> set[int] | None:
         """The CPUs the worker may run on (None: any, or unknown)."""

@@ -47,7 +47,8 @@ class StudentFailure(AssertionError):
 class Reply:
     value: Any
     devices: list[str]
-    seconds: float
+    seconds: float  # what the call was charged: min(wall, CPU time of the worker's tree)
+    compute_s: float  # min(wall, user CPU time): what speed tests judge (see cputime)
 
 
 @dataclass
@@ -196,13 +197,14 @@ class Submission:
                 return self._request(what, message, timeout, retried=True, stand_in=stand_in)
             self.events.append(f"{what}: {exc}")
             raise StudentFailure(f"{what}: {exc}") from None
-        seconds = worker.charged_s
+        seconds, compute_s = worker.charged_s, worker.compute_s
         if not isinstance(reply, dict) or "ok" not in reply:
             raise StudentFailure(f"{what}: the worker sent a malformed reply")
         if not reply["ok"]:
             raise StudentFailure(self._explain(what, reply))
         devices = reply.get("devices") or []
-        return Reply(protocol.decode_reply_value(reply.get("value")), list(devices), seconds)
+        return Reply(protocol.decode_reply_value(reply.get("value")), list(devices), seconds,
+                     compute_s)
 
     def call_info(self, target: str | Remote | Ref, *args: Any, timeout: float | None = None,
                   device: str | None = None,
