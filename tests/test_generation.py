@@ -352,6 +352,23 @@ def test_check_reports_a_hand_edited_release(course: Path) -> None:
     assert "grade_id intro" in problems[0]
 
 
+def test_check_of_several_assignments_lists_each_ones_problems_in_their_order(
+        course: Path) -> None:
+    """``check`` regenerates several releases at once (one per core); its problems still come
+    assignment by assignment, in the order asked for."""
+    other = "fixture_b"
+    for folder in ("source", "release", "solutions"):
+        src, dst = course / folder / FX, course / folder / other
+        shutil.copytree(src, dst)
+        (dst / f"{FX}.ipynb").rename(dst / f"{other}.ipynb")
+    for assignment in (FX, other):
+        path = course / "release" / assignment / f"{assignment}.ipynb"
+        path.write_text(path.read_text().replace("A tiny notebook", "A small notebook"))
+    problems = generate.check([other, FX], root=course)
+    assert [p.split(" is ")[0] for p in problems] == [f"release/{other}/{other}.ipynb",
+                                                      f"release/{FX}/{FX}.ipynb"], problems
+
+
 def test_check_reports_missing_and_extra_release_files(course: Path) -> None:
     (course / "release" / FX / "values.txt").unlink()
     (course / "release" / FX / "notes.md").write_text("not from source\n")
