@@ -27,17 +27,20 @@ def test_median_time_runs_warmup_then_repeats():
 
 
 def test_report_table_and_plot(tmp_path, monkeypatch):
-    rows = [bench.Row("kmeans", "case A", "ours", 0.1, "sklearn", 0.2, "s", "note A"),
-            bench.Row("training", "case B", "ours", 900.0, "bare", 1000.0, "samples/s")]
+    rows = [bench.Row("kmeans", "case A", "ours", 0.1, "sklearn", 0.2, "s", "note A", target=1.0),
+            bench.Row("training", "case B", "ours", 900.0, "bare", 1000.0, "samples/s",
+                      target=0.95)]
     monkeypatch.setattr(bench, "bench_kmeans", lambda quick: rows[:1])
     monkeypatch.setattr(bench, "bench_training", lambda quick: rows[1:])
     lines = []
     bench.run(["kmeans", "training"], out=tmp_path, say=lines.append)
     table = (tmp_path / "results.md").read_text()
-    assert "| kmeans | case A | ours: 0.100 s | sklearn: 0.200 s | **2.00x** | note A |" in table
-    assert "**0.90x**" in table
+    assert ("| kmeans | case A | ours: 0.100 s | sklearn: 0.200 s | **2.00x** | 1x: met | "
+            "note A |") in table
+    assert "**0.90x** | 0.95x: NOT met |" in table
     data = json.loads((tmp_path / "results.json").read_text())
     assert [r["ratio"] for r in data["rows"]] == [2.0, 0.9]
+    assert [r["met"] for r in data["rows"]] == [True, False]
     assert (tmp_path / "results.png").read_bytes()[:4] == b"\x89PNG"
     assert any("case A: 2.00x" in line for line in lines)
 
