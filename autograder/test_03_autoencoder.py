@@ -214,7 +214,7 @@ def test_class_centroids_vectorised(submission):
     y = torch.randint(0, 10, (n,), generator=g)
     y[:10] = torch.arange(10)
     submission.call("class_centroids", Z[:100].clone(), y[:100].clone(), n_classes=10)  # warm-up
-    # best of 5: a busy machine inflates this wall time, not the charged time of the call;
+    # best of 5: a busy machine inflates this wall time, not the call's compute time;
     # idle, the reference takes ~10 ms and a loop over rows ~7 s
     r = submission.call_info("class_centroids", Z, y, n_classes=10, timeout=60)
     _float_matrix(r.value, 10, "class_centroids(Z, y)")

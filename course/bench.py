@@ -462,8 +462,8 @@ def run(sections: list[str] | None = None, out: Path | None = None, quick: bool 
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(markdown(rows, context))
-    (out / "results.json").write_text(json.dumps(
-        {"context": context, "rows": [{**asdict(r), "ratio": r.ratio, "met": r.met} for r in rows]}, indent=1))
+    table = [{**asdict(r), "ratio": r.ratio, "met": r.met} for r in rows]
+    (out / "results.json").write_text(json.dumps({"context": context, "rows": table}, indent=1))
     plot(rows, out / "results.png")
     say(f"wrote {out / 'results.md'} and {out / 'results.png'}")
     return rows
