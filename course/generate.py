@@ -29,6 +29,7 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
+from course.cores import usable_cores
 from course.errors import CourseError
 from course.paths import repo_root
 
@@ -466,7 +467,7 @@ def check(assignments: list[str], root: Path | str | None = None) -> list[str]:
         import nbgrader.coursedir  # noqa: F401
         import nbgrader.utils  # noqa: F401
         _empty_gradebook()
-    with ThreadPoolExecutor(max_workers=max(1, min(len(assignments), os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(len(assignments), usable_cores()))) as pool:
         return [problem for found in pool.map(one, assignments) for problem in found]
 
 

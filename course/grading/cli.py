@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from course.cores import usable_cores
 from course.errors import CourseError
 
 
@@ -69,7 +70,7 @@ def available_memory() -> int | None:
 
 def default_jobs(cores: int | None = None, memory: int | None = None) -> int:
     """Submissions graded at once: one per core, capped by the memory available."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cores()
     memory = memory if memory is not None else available_memory()
     by_memory = cores if memory is None else max(1, memory // (JOB_MEMORY_GIB * 2**30))
     return max(1, min(cores, by_memory))
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             jobs.append(runner.Job(runner.submission_name(nb, a), nb, a))
     if args.jobs < 0:
         raise CourseError(f"--jobs must be 1 or more (got {args.jobs})")
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     parallel = min(args.jobs or default_jobs(cores), len(jobs))
     threads = runner.thread_share(parallel)
     assignments = sorted({j.assignment for j in jobs})

@@ -29,6 +29,7 @@ from nbformat import NotebookNode, v4
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Unicode
 
+from course.cores import usable_cores
 from course.errors import CourseError
 
 
@@ -70,7 +71,7 @@ def grade(assignment: str, student: str, notebook: Path, root: Path, device: str
     from course.paths import check_assignment
 
     check_assignment(assignment)
-    settings = settings_for(device, budget, os.cpu_count() or 1, allow_weak)
+    settings = settings_for(device, budget, usable_cores(), allow_weak)
     integrity.start_run([assignment])
     try:
         log.info("course: grading %s of %s with the hidden tests (sandboxed)", assignment, student)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from course.cores import usable_cores
 from course.errors import CourseError
 from course.grading import integrity
 from course.grading.plaintext import MAX_MESSAGE, MAX_TYPE, MAX_WHERE, markdown, one_line
@@ -170,7 +171,11 @@ def grader_wall_limit(settings: Settings) -> float:
 def run_hidden_tests(job: Job, settings: Settings, report: Path,
                      skip: tuple[str, ...] = ()) -> tuple[int | None, str]:
     """Run pytest on the hidden tests for one submission in a grader process; the exit status
-    is None when the process ran past :func:`grader_wall_limit` (it was killed)."""
+    is None when the process ran past :func:`grader_wall_limit` (it was killed). Threads 0
+    (Gradescope's one submission): the cores this process may use, never torch's default of
+    the host's count (a container's quota would throttle that many threads)."""
+    if not settings.threads:
+        settings = replace(settings, threads=thread_share(1))
     root = repo_root()
     # -P: the grader imports the installed course package, the one this process runs and the
     # worker may read, not a copy that happens to sit in the working folder (Gradescope's
@@ -564,8 +569,10 @@ def _first_error_line(log: str) -> str:
 
 # -- many submissions ---------------------------------------------------------------------
 def thread_share(jobs_in_parallel: int) -> int:
-    """Torch threads for each of ``jobs_in_parallel`` submissions graded at once."""
-    return max(1, (os.cpu_count() or 1) // max(1, jobs_in_parallel))
+    """Torch threads for each of ``jobs_in_parallel`` submissions graded at once: the cores
+    this process may use (:func:`course.cores.usable_cores`: a container's CPU quota, a
+    ``taskset`` mask), not the host's."""
+    return max(1, usable_cores() // max(1, jobs_in_parallel))
 
 
 def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_parallel: int = 1,
