@@ -17,7 +17,10 @@ times: their seconds / ours; for throughputs: ours / theirs). Sections:
   (nbgrader as it comes: it executes every cell in a kernel, at the full scale a student's run
   has, or the ci scale with ``--quick``, then scores the visible tests; the note gives
   nbgrader's score);
-* ``class``: submissions per hour for classes of several sizes, one and two at a time.
+* ``class``: submissions per hour for a class of each assignment, of two and four submissions
+  (two with ``--quick``), graded on every usable core (one submission per core at once, as
+  ``course grade`` does) and pinned to one core: how the rate grows with the class and with
+  the cores.
 
 Numbers are medians of a few repeats after a warm-up; nothing here asserts a speed.
 """
@@ -40,6 +43,7 @@ from typing import Any
 
 import torch
 
+from course.cores import usable_cores
 from course.errors import CourseError
 from course.paths import repo_root
 
@@ -357,19 +361,45 @@ def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
     return rows
 
 
-def bench_class(assignment: str = "01_kmeans", sizes: tuple[int, ...] = (2, 4),
+@contextmanager
+def _on_cores(k: int) -> Any:
+    """Run the block (and every thread and process it starts) on ``k`` of the usable cores,
+    as ``taskset`` would; yields whether that was possible (no CPU affinity on macOS)."""
+    try:
+        before = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        yield False
+        return
+    os.sched_setaffinity(0, sorted(before)[:k])
+    try:
+        yield True
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def bench_class(assignments: list[str], sizes: tuple[int, ...] = (2, 4),
                 quick: bool = False) -> list[Row]:
-    """Submissions per hour for classes of ``sizes``, graded one and two at a time."""
+    """Submissions per hour for a class of each assignment and each of ``sizes``: graded on
+    every usable core (as many at once, ``course grade``'s default) against one core."""
     rows = []
-    for n in sizes[:1] if quick else sizes:
-        per_hour = {}
-        for parallel in (1, 2):
-            with tempfile.TemporaryDirectory(prefix="course-bench-class-") as tmp:
-                per_hour[parallel] = 3600 * n / _grade_seconds(assignment, Path(tmp), n=n,
-                                                               parallel=parallel)
-        rows.append(Row("class", f"{assignment}: a class of {n}, on {os.cpu_count()} cores",
-                        "two at a time", per_hour[2], "one at a time", per_hour[1],
-                        "submissions/h"))
+    cores = usable_cores()
+    for a in assignments:
+        for n in sizes[:1] if quick else sizes:
+            seconds = {}
+            for k in sorted({1, cores}):
+                with _on_cores(k) as pinned, \
+                        tempfile.TemporaryDirectory(prefix="course-bench-class-") as tmp:
+                    if k < cores and not pinned:
+                        continue
+                    seconds[k] = _grade_seconds(a, Path(tmp), n=n, parallel=min(k, n))
+            one = seconds.get(1, seconds[cores])
+            rows.append(Row(
+                "class", f"{a}: a class of {n}",
+                f"on {cores} core{'s' * (cores > 1)}, {min(cores, n)} at a time",
+                3600 * n / seconds[cores], "on 1 core" if 1 in seconds else
+                "on 1 core: not measured (no CPU affinity here)", 3600 * n / one,
+                "submissions/h", f"{seconds[cores] / n:.1f} s per submission on {cores} cores, "
+                f"{one / n:.1f} s on 1"))
     return rows
 
 
@@ -446,7 +476,7 @@ def run(sections: list[str] | None = None, out: Path | None = None, quick: bool 
         "training": lambda: bench_training(quick),
         "tsne": lambda: bench_tsne(quick),
         "grading": lambda: bench_grading(graded, quick),
-        "class": lambda: bench_class(quick=quick),
+        "class": lambda: bench_class(graded, quick=quick),
     }
     rows: list[Row] = []
     for name in chosen:
@@ -479,4 +509,6 @@ def _machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{os.cpu_count()} cores{(' ' + name) if name else ''}{gpu}"
+    usable = usable_cores()
+    limit = f" ({usable} usable)" if usable != os.cpu_count() else ""
+    return f"{os.cpu_count()} cores{limit}{(' ' + name) if name else ''}{gpu}"

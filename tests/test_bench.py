@@ -111,3 +111,36 @@ def test_stock_nbgrader_side_runs_and_gives_full_marks(tmp_path):
     assert seconds > 0 and score == top == 17
     assert (tmp_path / "nbgrader-course" / "autograded" / "s0" / "01_kmeans"
             / "01_kmeans.ipynb").is_file()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="no CPU affinity")
+def test_class_section_grades_each_assignment_on_one_core_and_on_all(monkeypatch):
+    """The class rows: every assignment asked for, each class size, graded on every usable core
+    (one submission per core at once) and pinned to one core, where the grader's defaults see
+    one core too; the pin is undone afterwards. Rates are submissions per hour."""
+    import os
+
+    from course.grading import runner
+
+    before = os.sched_getaffinity(0)
+    seen = []
+
+    def fake(assignment, folder, n=1, parallel=1, disabled=""):
+        cores = len(os.sched_getaffinity(0))
+        seen.append((assignment, n, parallel, cores, runner.thread_share(parallel)))
+        return 10.0 * n / cores  # twice the cores: half the time
+
+    monkeypatch.setattr(bench, "_grade_seconds", fake)
+    monkeypatch.setattr(bench, "usable_cores", lambda: 2)
+    if len(before) < 2:
+        pytest.skip("one core: nothing to pin")
+    rows = bench.bench_class(["01_kmeans", "05_vae"], sizes=(2, 4))
+    assert os.sched_getaffinity(0) == before
+    assert seen == [(a, n, p, c, 1) for a in ("01_kmeans", "05_vae") for n in (2, 4)
+                    for p, c in ((1, 1), (2, 2))]
+    assert [(r.case, r.ours_value, r.theirs_value, r.ratio) for r in rows] == [
+        (f"{a}: a class of {n}", 720.0, 360.0, 2.0) for a in ("01_kmeans", "05_vae")
+        for n in (2, 4)]
+    assert rows[0].ours == "on 2 cores, 2 at a time" and rows[0].theirs == "on 1 core"
+    assert [r.case for r in bench.bench_class(["02_gradient_descent"], quick=True)] == [
+        "02_gradient_descent: a class of 2"]
