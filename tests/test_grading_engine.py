@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -633,6 +635,18 @@ def test_submissions_graded_together_share_the_cores(monkeypatch, tmp_path):
     assert envs[-1]["OMP_NUM_THREADS"] == "4"
     runner.run_hidden_tests(jobs[0], runner.Settings(), tmp_path / "report.json")
     assert envs[-1]["OMP_NUM_THREADS"] == envs[-1]["MKL_NUM_THREADS"] == "8"
+
+
+def test_the_grader_starts_its_worker_before_it_imports_torch():
+    """The plugin launches the worker in pytest_configure, before the hidden tests are
+    collected: nothing the plugin loads may import torch (or numpy), so the worker's torch
+    import (about 2 s here) runs beside the grader's instead of after it."""
+    code = ("import sys, course.grading.plugin\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'numpy', 'sklearn', 'scipy', 'matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.strip()
+    assert out == "[]", out
 
 
 def test_the_graders_pytest_takes_no_options_from_the_callers_shell(monkeypatch, tmp_path):

@@ -20,9 +20,9 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-import torch
 
 from course.errors import CourseError
 from course.grading import plaintext
@@ -34,6 +34,9 @@ from course.grading.session import (
     Submission,
     launch_worker,
 )
+
+if TYPE_CHECKING:  # torch loads with the hidden tests, after the worker was started
+    import torch
 
 MAX_MESSAGE = 500
 
@@ -58,8 +61,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config._course_collected = []  # type: ignore[attr-defined]
     config._course_launched = None  # type: ignore[attr-defined]
     if config.getoption("--submission", None) and not config.getoption("collectonly", False):
-        # the worker boots (confines itself, imports torch: seconds) while the tests are
-        # collected; it runs nothing of the student's before the first test asks
+        # the worker boots (confines itself, imports torch: seconds) while this process
+        # imports torch and the hidden tests (nothing it loaded so far imports torch: the two
+        # imports take two cores at once); it runs nothing of the student's before the first
+        # test asks
         try:
             config._course_launched = launch_worker(*_worker_options(config))  # type: ignore[attr-defined]
         except OSError:

@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from course.grading import cputime, macos, protocol
 from course.grading.cgroups import WorkerCgroup
 from course.grading.confine import readable_by_others
@@ -359,6 +357,8 @@ def differentiable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _differentiable_answer(fn: Callable[..., Any], args: tuple, kwargs: dict) -> dict:
+    import torch
+
     leaves = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor)
               and a.is_floating_point() else a for a in args]
     tensors = [a for a in args if isinstance(a, torch.Tensor)]

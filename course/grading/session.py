@@ -63,7 +63,9 @@ class Budget:
 
 def launch_worker(device: str, limits: Limits, min_isolation: str) -> WorkerProcess:
     """A worker process for a submission, started now and left booting (it imports torch,
-    confined, while the grader collects its tests): pass it to :class:`Submission`."""
+    confined, while the grader imports torch and collects its tests: the modules the grader's
+    plugin loads import no torch, so this runs a second or two into the grader's life):
+    pass it to :class:`Submission`."""
     worker = WorkerProcess(device=device, limits=limits, min_level=min_isolation)
     worker.launch()
     return worker
