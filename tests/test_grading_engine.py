@@ -339,6 +339,21 @@ def test_the_worker_boots_while_tests_are_collected_and_serves_the_submission(tm
     assert listing._course_launched is None
 
 
+def test_the_worker_ends_without_the_interpreters_teardown(tmp_path, release):
+    """Told to exit, the worker leaves at once (the teardown of torch costs most of a second
+    per grading): what the notebook printed is kept, its atexit handlers never run."""
+    body = (GOOD + "\nimport atexit\natexit.register(print, 'the notebook ran at exit')\n"
+            "print('printed while the cell ran', end='')\n")
+    sub = Submission(notebook(tmp_path / "s.ipynb", SETUP, cell(body, "double", solution=True)),
+                     release)
+    try:
+        assert sub.call("double", torch.ones(1)).item() == 2
+    finally:
+        sub.close()
+    assert "printed while the cell ran" in sub.output()  # flushed before the quick exit
+    assert "ran at exit" not in sub.output()
+
+
 def test_output_is_capped(tmp_path, release):
     body = GOOD + "\nprint('x' * 5_000_000)\nprint('the end')\n"
     sub = Submission(notebook(tmp_path / "s.ipynb", SETUP, cell(body, "double", solution=True)),

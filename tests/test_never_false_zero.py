@@ -92,6 +92,34 @@ def test_a_forged_partial_result_is_not_trusted(tmp_path):
     assert full_marks(res) and "forged" not in json.dumps(res)
 
 
+#: every hidden test of 01 but one that is quick and needs the submission
+OTHER_01_TESTS = tuple(
+    name for name in re.findall(r"^def (test_\w+)", (ROOT / "autograder" / "test_01_kmeans.py")
+                                .read_text(), re.M) if name != "test_pairwise_never_negative")
+
+
+def test_the_grader_ends_without_the_interpreters_teardown_and_keeps_its_status(tmp_path):
+    """A grader process leaves as soon as pytest is done (a second saved: the teardown of
+    torch and scikit-learn): no atexit handler runs, and its exit status is still pytest's,
+    0 when every test passed, 1 when one failed, as the runner tells them apart."""
+    release = write_notebook(json.loads(release_path("01_kmeans").read_text()),
+                             tmp_path / "in" / "stub" / "01_kmeans.ipynb")
+    graded = {"ref": reference_job(tmp_path, "01_kmeans"),
+              "stub": runner.Job("stub", release, "01_kmeans")}
+    for name, want in (("ref", 0), ("stub", 1)):
+        mark, report = tmp_path / f"{name}.atexit", tmp_path / f"{name}.json"
+        with pytest.MonkeyPatch.context() as mp:
+            with_plugin(mp, COURSE_FAULT_ATEXIT=str(mark))
+            # one test runs (the others count as decided earlier): the worker starts, runs
+            # the notebook and answers; the grader and its worker then end
+            code, log = runner.run_hidden_tests(graded[name], runner.Settings(), report,
+                                                skip=OTHER_01_TESTS)
+        data = json.loads(report.read_text())
+        assert data["complete"] and len(data["records"]) == 1, log
+        assert code == want and data["records"][0]["passed"] is (want == 0), (code, log)
+        assert not mark.exists(), "the grader ran the interpreter's teardown"
+
+
 def grader_pids() -> list[int]:
     """Grader processes (pytest running the hidden tests) started below this process: never
     another run's on the same machine."""

@@ -26,6 +26,7 @@ import pytest
 
 from course.errors import CourseError
 from course.grading import plaintext
+from course.grading.boot import leave_now
 from course.grading.sandbox import Limits
 from course.grading.session import (
     Budget,
@@ -71,10 +72,16 @@ def pytest_configure(config: pytest.Config) -> None:
             pass  # the submission fixture starts one, and says why if it cannot
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     launched = getattr(config, "_course_launched", None)
     if launched is not None:  # no test asked for the submission
         launched.close()
+    session = getattr(config, "_course_session", None)
+    if session is not None and config.getoption("--submission", None):
+        # a grader process: pytest is done (the report complete, the summary printed, the
+        # worker closed) and the status is final; skip the interpreter's second of teardown
+        leave_now(int(session.exitstatus))
 
 
 def _worker_options(config: pytest.Config) -> tuple[str, Limits, str]:
@@ -201,6 +208,7 @@ def write_report(config: pytest.Config, complete: bool = False) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._course_session = session  # type: ignore[attr-defined]
     # complete only when every selected test ran to its verdict: not after a GraderFault, an
     # internal error, an interrupt or a collection error
     complete = (not getattr(session.config, "_course_not_graded", "")
