@@ -299,9 +299,12 @@ def test_gradient_descent_reaches_least_squares(submission):
     m = 200
     X = torch.cat([torch.randn(m, 2, generator=g), torch.ones(m, 1)], dim=1)
     y = X @ torch.tensor([1.5, -2.0, 0.7]) + 0.3 * torch.randn(m, generator=g)
-    theta = _gd_theta(_gd(submission, X, y, 0.1, 500).value, 3)
+    # 100 epochs: the prescribed loop is within 3e-9 of the solution (its contraction is
+    # 1 - 0.1 * 1.79 per epoch), 1e6 times inside the tolerance; every epoch is two round
+    # trips to the grader's stand-ins, so 500 took 6 s of the grading for nothing more
+    theta = _gd_theta(_gd(submission, X, y, 0.1, 100).value, 3)
     best = torch.linalg.lstsq(X.double(), y.double().unsqueeze(1)).solution.squeeze(1)
-    expect_close(theta, best, "theta after 500 epochs with lr = 0.1 (compared with the "
+    expect_close(theta, best, "theta after 100 epochs with lr = 0.1 (compared with the "
                  "least-squares solution)", rtol=1e-3, atol=1e-3)
 
 
