@@ -354,6 +354,33 @@ def test_the_worker_ends_without_the_interpreters_teardown(tmp_path, release):
     assert "ran at exit" not in sub.output()
 
 
+def test_a_worker_imports_what_the_release_uses_before_any_student_code(tmp_path):
+    """torch.optim in the release's code: the worker imports torch._dynamo (which the first
+    optimizer would import, 2 s) before its hello, so before any cell of the submission runs;
+    a release that never names optim (or only says "optimal") preloads nothing of it, and the
+    worker imports nothing outside notebook.PRELOADS whatever its spec says."""
+    from course.grading import worker
+    from course.grading.notebook import preloads
+
+    probe = "import sys\nPRE = 'torch._dynamo' in sys.modules\ndef loaded():\n    return PRE\n"
+    uses = notebook(tmp_path / "uses.ipynb", SETUP, cell("opt = torch.optim.SGD", "probe",
+                                                         solution=True))
+    says = notebook(tmp_path / "says.ipynb", SETUP, cell("# the optimal k\nimport matplotlib",
+                                                         "probe", solution=True))
+    assert preloads(uses) == ("torch._dynamo",)
+    assert preloads(says) == ("matplotlib.pyplot",)
+    assert preloads(tmp_path / "missing.ipynb") == ()
+    for release, want in ((uses, True), (says, False)):
+        sub = Submission(notebook(tmp_path / "s.ipynb", SETUP, cell(probe, "probe", solution=True)),
+                         release)
+        try:
+            assert sub.call("loaded") is want
+        finally:
+            sub.close()
+    worker.preload(["antigravity", "this_module_does_not_exist"])
+    assert "antigravity" not in sys.modules
+
+
 def test_output_is_capped(tmp_path, release):
     body = GOOD + "\nprint('x' * 5_000_000)\nprint('the end')\n"
     sub = Submission(notebook(tmp_path / "s.ipynb", SETUP, cell(body, "double", solution=True)),

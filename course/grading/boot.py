@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                           MPLCONFIGDIR=str(Path.cwd() / ".mpl"))
     from course.grading import worker  # torch is imported only now, confined
 
+    worker.preload(spec.get("preload") or ())
     worker.serve(fd_in, fd_out, applied)
     leave_now(0)
 

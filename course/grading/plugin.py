@@ -27,6 +27,7 @@ import pytest
 from course.errors import CourseError
 from course.grading import plaintext
 from course.grading.boot import leave_now
+from course.grading.notebook import preloads
 from course.grading.sandbox import Limits
 from course.grading.session import (
     Budget,
@@ -67,7 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # imports take two cores at once); it runs nothing of the student's before the first
         # test asks
         try:
-            config._course_launched = launch_worker(*_worker_options(config))  # type: ignore[attr-defined]
+            release = config.getoption("--release", None)
+            config._course_launched = launch_worker(  # type: ignore[attr-defined]
+                *_worker_options(config), preload=preloads(Path(release)) if release else ())
         except OSError:
             pass  # the submission fixture starts one, and says why if it cannot
 

@@ -394,6 +394,7 @@ class WorkerProcess:
     charged_s: float = 0.0  # what the last request was charged (see request())
     compute_s: float = 0.0  # its compute time: the user CPU share of that (see cputime)
     greeted: bool = False  # its hello was read: it serves requests
+    preload: tuple[str, ...] = ()  # modules it imports before its hello (notebook.PRELOADS)
 
     def _spec(self, prefix: tuple[str, ...]) -> dict:
         """What the worker applies to itself before anything else (see course.grading.boot)."""
@@ -403,7 +404,8 @@ class WorkerProcess:
         spec: dict[str, Any] = {"scratch": str(self.scratch), "uid": uid,
                                 "seccomp": "seccomp" not in off and LINUX, "lockdown": None,
                                 "landlock": None if "landlock" in off
-                                else landlock_paths(self.device)}
+                                else landlock_paths(self.device),
+                                "preload": list(self.preload)}
         if "--mount" in prefix:
             spec["lockdown"] = {
                 "hide": str(repo_root()),

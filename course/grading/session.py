@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from course.grading import protocol
-from course.grading.notebook import Plan, plan_cells, read_notebook
+from course.grading.notebook import Plan, plan_cells, preloads, read_notebook
 from course.grading.plaintext import MAX_MESSAGE, MAX_TYPE, MAX_WHERE, one_line
 from course.grading.protocol import Gen, Ref, Remote
 from course.grading.sandbox import (
@@ -61,12 +61,14 @@ class Budget:
     max_restarts: int = 3
 
 
-def launch_worker(device: str, limits: Limits, min_isolation: str) -> WorkerProcess:
+def launch_worker(device: str, limits: Limits, min_isolation: str,
+                  preload: tuple[str, ...] = ()) -> WorkerProcess:
     """A worker process for a submission, started now and left booting (it imports torch,
     confined, while the grader imports torch and collects its tests: the modules the grader's
     plugin loads import no torch, so this runs a second or two into the grader's life):
     pass it to :class:`Submission`."""
-    worker = WorkerProcess(device=device, limits=limits, min_level=min_isolation)
+    worker = WorkerProcess(device=device, limits=limits, min_level=min_isolation,
+                           preload=preload)
     worker.launch()
     return worker
 
@@ -89,6 +91,7 @@ class Submission:
         self.limits = limits or Limits()
         self.budget = budget or Budget()
         self.plan: Plan = plan_cells(read_notebook(release), read_notebook(self.notebook))
+        self.preload = preloads(release)  # what a worker it starts imports before its hello
         self.cell_report: list[dict] = []
         self.events: list[str] = []
         self.worker: WorkerProcess | None = None
@@ -118,7 +121,7 @@ class Submission:
         self.starts += 1
         worker, self._launched = self._launched, None
         if worker is None:
-            worker = launch_worker(self.device, self.limits, self.min_isolation)
+            worker = launch_worker(self.device, self.limits, self.min_isolation, self.preload)
         worker.await_hello()  # a GraderFault (too weak, did not start) is not the student's doing
         self.worker = worker
         self.isolation = worker.isolation
