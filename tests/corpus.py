@@ -1124,7 +1124,7 @@ def cases() -> list[Case]:
                                      "    hog = bytearray(64 * 2**30)\n    return hog\n"),
              fail=PCA, message="MemoryError", sandbox=True),
         Case("fork_bomb", "hostile", _append(release, FORK_BOMB), score="zero",
-             needs="cgroups", sandbox=True),
+             needs="cgroups", sandbox=True, budget_s=10),
         Case("sys_exit", "hostile",
              _replace(reference, kmeans="def kmeans(X, k, n_iters=20, seed=0):\n"
                                         "    import sys\n    sys.exit(0)\n"),
