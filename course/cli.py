@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from course.errors import CourseError
+from course.lean_imports import skip_slow_imports
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    skip_slow_imports()  # before any command imports nbformat (course.lean_imports)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -31,6 +31,7 @@ from nbformat import NotebookNode
 
 from course.cores import usable_cores
 from course.errors import CourseError
+from course.lean_imports import PRELUDE, nbgrader_command
 from course.paths import repo_root
 
 HEADER = Path("source") / "header.ipynb"
@@ -154,10 +155,8 @@ def _generate_assignment(root: Path, assignment: str, release_dir: Path, use_gra
         raise CourseError(f"no nbgrader_config.py in {root}: run from the course repository")
     env = _nbgrader_env()
     with tempfile.TemporaryDirectory(prefix="course-nbgrader-") as tmp:
-        cmd = [
-            sys.executable, "-m", "nbgrader", "generate_assignment", assignment, "--force",
-            f"--CourseDirectory.release_directory={release_dir}",
-        ]
+        cmd = nbgrader_command("generate_assignment", assignment, "--force",
+                               f"--CourseDirectory.release_directory={release_dir}")
         if not use_gradebook:
             db = Path(tmp) / "gradebook.db"
             shutil.copyfile(_empty_gradebook(), db)
@@ -191,7 +190,7 @@ def _empty_gradebook() -> Path:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     empty = folder / "gradebook.db"
     # what nbgrader itself does with a new file (course_id "" as generate_assignment's)
-    make = ("import sys; from nbgrader.api import Gradebook; "
+    make = (f"{PRELUDE}; from nbgrader.api import Gradebook; "
             "Gradebook(f'sqlite:///{sys.argv[1]}', course_id='').close()")
     proc = subprocess.run([sys.executable, "-c", make, str(empty)], env=_nbgrader_env(),
                           capture_output=True, text=True)
