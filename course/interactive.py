@@ -87,8 +87,14 @@ def animate(
     ``draw`` redraws the figure for frame ``i`` (clear the axes first). The last frame is
     shown ``hold_last`` times longer so the end state can be read before the loop restarts.
     The GIF goes to ``figures_dir() / f"{name}.gif"``; the figure is closed afterwards.
+
+    Each frame is drawn and rendered once (matplotlib's ``FuncAnimation`` with its
+    ``PillowWriter`` renders every frame twice, and the held last frame again each time it
+    repeats), with the same pixels as its writer grabs.
     """
-    from matplotlib.animation import FuncAnimation, PillowWriter
+    from io import BytesIO
+
+    from PIL import Image
 
     if n_frames < 1:
         plt.close(fig)
@@ -96,14 +102,23 @@ def animate(
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         plt.close(fig)
         raise ValueError(f"animate: name must be a plain file name, got {name!r}")
-    frames = list(range(n_frames)) + [n_frames - 1] * max(0, hold_last)
     path = figures_dir() / f"{name}.gif"
     path.parent.mkdir(parents=True, exist_ok=True)
+    size = tuple(int(inches * dpi) for inches in fig.get_size_inches())
+    images = []
     try:
-        anim = FuncAnimation(fig, lambda i: draw(i), frames=frames, blit=False)
-        anim.save(path, writer=PillowWriter(fps=fps), dpi=dpi)
+        for i in range(n_frames):
+            draw(i)
+            buf = BytesIO()
+            fig.savefig(buf, format="rgba", dpi=dpi)
+            image = Image.frombuffer("RGBA", size, buf.getbuffer(), "raw", "RGBA", 0, 1)
+            # an opaque frame as RGB: Pillow picks a better palette for it than for RGBA
+            images.append(image.convert("RGB") if image.getextrema()[3][0] == 255 else image)
     finally:
         plt.close(fig)
+    frame_ms = 1000 / fps
+    durations = [round(frame_ms)] * (n_frames - 1) + [round(frame_ms * (1 + max(0, hold_last)))]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
     data = path.read_bytes()
     if len(data) > MAX_GIF_BYTES:
         raise ValueError(f"animate: {path} is {len(data) / 2**20:.1f} MiB (limit "

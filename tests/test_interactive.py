@@ -100,6 +100,32 @@ def test_animate_writes_a_gif_of_every_frame_and_shows_it_inline(tmp_path, monke
     assert not plt.fignum_exists(fig.number)  # closed: the notebook shows only the GIF
 
 
+def test_animate_draws_and_renders_each_frame_once_and_holds_the_last(tmp_path, monkeypatch):
+    """Rendering is nearly all of an animation's time (02's boundary movie: 15 s with every
+    frame rendered twice by FuncAnimation, 6.6 s once): each frame is drawn and rendered
+    once, and the held last frame is one frame that lasts longer, not repeated renders."""
+    monkeypatch.setenv("COURSE_FIGURES_DIR", str(tmp_path))
+    fig, ax = plt.subplots(figsize=(2, 2))
+    drawn, renders = [], []
+    fig.canvas.mpl_connect("draw_event", lambda event: renders.append(len(drawn)))
+
+    def draw(i):
+        drawn.append(i)
+        ax.clear()
+        ax.bar([0, 1], [1, i + 1], color="tab:blue")
+        ax.set_ylim(0, 5)
+
+    interactive.animate(fig, draw, 4, "bars", fps=4, hold_last=3)
+    assert drawn == [0, 1, 2, 3]
+    assert renders == [1, 2, 3, 4]  # one render after each draw
+    with Image.open(tmp_path / "bars.gif") as im:
+        durations = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            durations.append(im.info["duration"])
+    assert durations == [250, 250, 250, 1000]
+
+
 @pytest.mark.parametrize("name", ["", "../up", "a/b", ".hidden"])
 def test_animate_refuses_names_that_are_not_plain_file_names(tmp_path, monkeypatch, name):
     monkeypatch.setenv("COURSE_FIGURES_DIR", str(tmp_path))
