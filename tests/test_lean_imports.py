@@ -17,13 +17,14 @@ from course.lean_imports import PRELUDE, SKIPPED, nbgrader_command
 GRAMMAR = f"{SKIPPED}.syntax_helpers"  # the module whose import compiles the grammar
 
 
-def _imported(cmd: list[str]) -> set[str]:
-    """Modules a process running ``cmd`` imported (PYTHONPROFILEIMPORTTIME's stderr lines)."""
+def _run(cmd: list[str]) -> tuple[str, set[str]]:
+    """What a process running ``cmd`` printed, and the modules it imported
+    (PYTHONPROFILEIMPORTTIME's stderr lines)."""
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
-            if line.startswith("import time:")}
+    return proc.stdout, {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+                         if line.startswith("import time:")}
 
 
 needs_grammar = pytest.mark.skipif(importlib.util.find_spec(SKIPPED) is None,
@@ -32,8 +33,8 @@ needs_grammar = pytest.mark.skipif(importlib.util.find_spec(SKIPPED) is None,
 
 @needs_grammar
 def test_nbgrader_started_by_the_course_skips_the_grammar() -> None:
-    plain = _imported([sys.executable, "-m", "nbgrader", "--version"])
-    lean = _imported(nbgrader_command("--version"))
+    _, plain = _run([sys.executable, "-m", "nbgrader", "--version"])
+    _, lean = _run(nbgrader_command("--version"))
     assert GRAMMAR in plain  # what nbgrader does on its own, and what this test would catch
     assert {"nbformat", "jsonschema", "nbgrader.apps.nbgraderapp"} <= lean
     assert GRAMMAR not in lean
@@ -52,12 +53,8 @@ def test_the_cli_skips_the_grammar_and_nbformat_still_validates() -> None:
         "except nbformat.ValidationError:\n"
         "    print('refused')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "refused"
-    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
+    out, imported = _run([sys.executable, "-c", code])
+    assert out.strip().splitlines()[-1] == "refused"
     assert {"course.generate", "jsonschema"} <= imported and GRAMMAR not in imported
 
 
