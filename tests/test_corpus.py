@@ -17,6 +17,7 @@ cases were contained of those tried, per setting, and how long each setting took
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -29,7 +30,7 @@ import corpus
 import hostile_fixtures as hf
 import pytest
 
-from course.grading import confine, integrity, runner
+from course.grading import confine, forkserver, integrity, runner
 from course.grading.cgroups import WorkerCgroup
 from course.grading.sandbox import _probe_unshare
 from course.paths import data_dir
@@ -105,9 +106,11 @@ def _jobs(folder: Path, notebooks: dict[str, tuple[str, bytes]]) -> list[runner.
     return jobs
 
 
-def _grade_one(job: runner.Job, out: Path, budget: float, threads: int) -> dict:
+def _grade_one(job: runner.Job, out: Path, budget: float, threads: int,
+               pool: forkserver.GraderPool | None) -> dict:
     try:
-        return runner.grade_job(job, out, runner.Settings(budget_s=budget, threads=threads))
+        return runner.grade_job(job, out, runner.Settings(budget_s=budget, threads=threads),
+                                pool=pool)
     except Exception as exc:  # noqa: BLE001 - a verdict, not a crash of the whole run
         return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
 
@@ -117,12 +120,16 @@ def _grade(jobs: list[runner.Job], out: Path, parallel: int, budgets: dict[str, 
     """Grade each job with its budget, ``parallel`` at a time: ``first`` first (in that order),
     then the largest budgets. Each gets its share of the cores, as in `course grade --jobs`
     (runner.grade_jobs): with 2 torch threads each on 2 cores, an AE case took 47 to 66 s
-    instead of 29 to 34 s, and "full" 749 s instead of 513."""
+    instead of 29 to 34 s, and "full" 749 s instead of 513. Two or more at once: the graders
+    fork from servers, as a class run's do; one at a time (the honest baselines graded
+    alone): each grader is its own process, so the two ways are compared."""
     rank = {name: i for i, name in enumerate(first)}
     jobs = sorted(jobs, key=lambda j: (rank.get(j.name, len(rank)), -budgets[j.name]))
     threads = runner.thread_share(parallel)
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = {job.name: pool.submit(_grade_one, job, out, budgets[job.name], threads)
+    with ThreadPoolExecutor(max_workers=parallel) as pool, \
+            (forkserver.GraderPool() if parallel > 1 else contextlib.nullcontext()) as servers:
+        futures = {job.name: pool.submit(_grade_one, job, out, budgets[job.name], threads,
+                                         servers)
                    for job in jobs}
         return {name: fut.result() for name, fut in futures.items()}
 

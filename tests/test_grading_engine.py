@@ -661,7 +661,7 @@ def test_submissions_graded_together_share_the_cores(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(runner.os, "cpu_count", lambda: 64)  # the host's, not ours
     monkeypatch.setattr(runner, "usable_cores", lambda: 8)
-    monkeypatch.setattr(runner, "grade_job", lambda job, out, settings: seen.append(
+    monkeypatch.setattr(runner, "grade_job", lambda job, out, settings, pool=None: seen.append(
         settings.threads) or {"tests": []})
     jobs = [runner.Job(f"s{i}", tmp_path / f"s{i}.ipynb", "01_kmeans") for i in range(3)]
     runner.grade_jobs(jobs, tmp_path, runner.Settings(), jobs_in_parallel=2, progress=False)

@@ -65,7 +65,7 @@ def fake_tests(monkeypatch):
     ``during`` (if set) runs while the 'tests' run, as student code would."""
     state = {"calls": 0, "during": None, "report": None}
 
-    def run(job, settings, report, skip=()):
+    def run(job, settings, report, skip=(), pool=None):
         state["calls"] += 1
         folder = report.parent.stat()
         assert stat.S_IMODE(folder.st_mode) == 0o700 and folder.st_uid == os.geteuid()
@@ -331,7 +331,7 @@ def test_report_that_is_a_link_is_refused(tmp_path, manifest, monkeypatch):
     elsewhere = tmp_path / "forged.json"
     elsewhere.write_text(json.dumps({"records": RECORDS}))
 
-    def run(job, settings, report, skip=()):
+    def run(job, settings, report, skip=(), pool=None):
         report.symlink_to(elsewhere)
         return 0, ""
 

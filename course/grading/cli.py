@@ -40,6 +40,10 @@ def add_grade_parser(sub: argparse._SubParsersAction, func) -> None:
                    help="grade even where the sandbox cannot reach 'contained' isolation (an "
                         "allow-list of paths, no network, no signals outside the worker): only "
                         "for submissions you trust")
+    p.add_argument("--no-prestart", dest="prestart", action="store_false",
+                   help="start each grader as a process of its own (default for two or more "
+                        "submissions on Linux: fork them from one that imported the hidden "
+                        "tests' modules once, torch and scikit-learn among them)")
     p.add_argument("--gradebook", type=Path, metavar="DB", nargs="?", const=Path("gradebook.db"),
                    help="with --class: also store the scores as autograded scores in nbgrader's "
                         "gradebook (default file: gradebook.db)")
@@ -97,7 +101,7 @@ def check_isolation(device: str, allow_weak: bool) -> dict:
 
 
 def settings_for(device: str, budget: float, threads: int, allow_weak: bool,
-                 force: bool = False):
+                 force: bool = False, prestart: bool = True):
     """The grading settings of a run: the device chosen ("auto": CUDA, MPS or CPU) and the
     isolation this machine reaches checked (printed; weak refused unless allowed)."""
     from course.grading import runner
@@ -109,7 +113,7 @@ def settings_for(device: str, budget: float, threads: int, allow_weak: bool,
         raise CourseError(str(exc)) from None
     check_isolation(chosen, allow_weak)
     return runner.Settings(device=chosen, budget_s=budget, threads=threads, force=force,
-                           allow_weak_isolation=allow_weak)
+                           allow_weak_isolation=allow_weak, prestart=prestart)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     assignments = sorted({j.assignment for j in jobs})
     out = args.out or Path("grades") / (assignments[0] if len(assignments) == 1 else "mixed")
     settings = settings_for(args.device, args.budget, threads, args.allow_weak_isolation,
-                            force=args.force)
+                            force=args.force, prestart=args.prestart)
     integrity.start_run(assignments, gradebook=args.gradebook)  # checked before each write
     print(f"grading {len(jobs)} submission(s), {parallel} at a time, {threads} thread(s) each")
     graded = runner.grade_jobs(jobs, out, settings, jobs_in_parallel=parallel)

@@ -16,6 +16,7 @@ runs only the tests still undecided.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -38,7 +39,7 @@ from typing import Any
 
 from course.cores import usable_cores
 from course.errors import CourseError
-from course.grading import integrity
+from course.grading import forkserver, integrity
 from course.grading.plaintext import MAX_MESSAGE, MAX_TYPE, MAX_WHERE, markdown, one_line
 from course.paths import PACKAGE_DIR, assignment_ids, repo_root
 from course.submissions import release_path
@@ -84,6 +85,7 @@ class Settings:
     threads: int = 0  # torch threads of each worker and grader; 0: cores / submissions at once
     force: bool = False
     allow_weak_isolation: bool = False  # grade even where the sandbox is below "contained"
+    prestart: bool = True  # a class's graders fork from one that imported the tests' modules
 
 
 def sha256_file(path: Path) -> str:
@@ -169,11 +171,14 @@ def grader_wall_limit(settings: Settings) -> float:
 
 
 def run_hidden_tests(job: Job, settings: Settings, report: Path,
-                     skip: tuple[str, ...] = ()) -> tuple[int | None, str]:
+                     skip: tuple[str, ...] = (),
+                     pool: forkserver.GraderPool | None = None) -> tuple[int | None, str]:
     """Run pytest on the hidden tests for one submission in a grader process; the exit status
     is None when the process ran past :func:`grader_wall_limit` (it was killed). Threads 0
     (Gradescope's one submission): the cores this process may use, never torch's default of
-    the host's count (a container's quota would throttle that many threads)."""
+    the host's count (a container's quota would throttle that many threads). With ``pool``
+    (a class run) the grader is forked from a server that imported its modules once
+    (:mod:`course.grading.forkserver`): the same command line, environment and limits."""
     if not settings.threads:
         settings = replace(settings, threads=thread_share(1))
     root = repo_root()
@@ -206,16 +211,37 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
     if not _installed(PACKAGE_DIR):  # a checkout (editable or not): put it first on the path
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH")) if p)
+    cap = grader_memory_bytes()
+    preexec = functools.partial(resource.setrlimit, resource.RLIMIT_AS, (cap, cap)) \
+        if settings.device == "cpu" else None
+    if pool is not None and forkserver.available():
+        tests = hidden_tests(job.assignment, root)
+        key = (str(tests), tuple(sorted(env.items())), preexec is not None)
+        server = pool.server(tests, env, root, preexec, key)
+        if server is not None:
+            out = report.with_name("grader-output.txt")
+            try:
+                code = server.run(cmd[4:], env, root, out, grader_wall_limit(settings))
+            except forkserver.ServerGone:
+                pool.discard(key)  # this grader and the next start as processes
+            else:
+                return code, _tail(out, 4000)
     try:
-        cap = grader_memory_bytes()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root,
-                              timeout=grader_wall_limit(settings),
-                              preexec_fn=functools.partial(resource.setrlimit, resource.RLIMIT_AS,
-                                                           (cap, cap))
-                              if settings.device == "cpu" else None)
+                              timeout=grader_wall_limit(settings), preexec_fn=preexec)
     except subprocess.TimeoutExpired as exc:
         return None, _text(exc.stdout)[-2000:] + _text(exc.stderr)[-2000:]
     return proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+
+
+def _tail(path: Path, chars: int) -> str:
+    """The last ``chars`` characters of a text file ("" when it is missing)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4 * chars))
+            return fh.read().decode(errors="replace")[-chars:]
+    except OSError:
+        return ""
 
 
 def _installed(package: Path) -> bool:
@@ -332,7 +358,8 @@ def feedback_text(results: dict[str, Any]) -> str:
 
 
 def grade_job(job: Job, out_dir: Path, settings: Settings,
-              manifest: integrity.Manifest | None = None) -> dict[str, Any]:
+              manifest: integrity.Manifest | None = None,
+              pool: forkserver.GraderPool | None = None) -> dict[str, Any]:
     """Grade one submission, write its results.json and feedback, return the results.
 
     ``manifest`` (default: the run's, see :func:`integrity.start_run`, else one taken now)
@@ -363,7 +390,7 @@ def grade_job(job: Job, out_dir: Path, settings: Settings,
     tmp = Path(tempfile.mkdtemp(prefix="course-grade-"))  # 0700: the grader's alone
     try:
         code, log = run_hidden_tests(job, settings, tmp / "report.json",
-                                     skip=tuple(carried.get("records", {})))
+                                     skip=tuple(carried.get("records", {})), pool=pool)
         try:
             data = read_report(tmp / "report.json", tmp)
         except CourseError as exc:
@@ -598,7 +625,7 @@ def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_paral
 
     def one(job: Job) -> dict[str, Any]:
         try:
-            return grade_job(job, out_dir, settings)
+            return grade_job(job, out_dir, settings, pool=pool)
         except NotGraded as exc:
             if bar is not None:
                 bar.write(f"note: {exc}", file=sys.stderr)
@@ -606,8 +633,11 @@ def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_paral
                 _note(str(exc))
             return not_graded_entry(job, exc.reason, exc.decided)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs_in_parallel)) as pool:
-        futures = {pool.submit(one, job): i for i, job in enumerate(jobs)}
+    # a class: its graders fork from a server that imported their modules once
+    pool = forkserver.GraderPool() if len(jobs) > 1 and settings.prestart else None
+    with ThreadPoolExecutor(max_workers=max(1, jobs_in_parallel)) as threads, \
+            pool or contextlib.nullcontext():
+        futures = {threads.submit(one, job): i for i, job in enumerate(jobs)}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
             if bar is not None:
