@@ -16,11 +16,13 @@ times: their seconds / ours; for throughputs: ours / theirs). Sections:
   what the sandbox costs), and against stock ``nbgrader autograde`` of the same submission
   (nbgrader as it comes: it executes every cell in a kernel, at the full scale a student's run
   has, or the ci scale with ``--quick``, then scores the visible tests; the note gives
-  nbgrader's score);
+  nbgrader's score); then per submission of a class of four copies (one at a time per core,
+  the graders forked from a server) against nbgrader's autograde of the same class;
 * ``class``: submissions per hour for a class of each assignment, of two and four submissions
   (two with ``--quick``), graded on every usable core (one submission per core at once, as
   ``course grade`` does) and pinned to one core: how the rate grows with the class and with
-  the cores.
+  the cores; and the largest class with each grader started as a process of its own
+  (``--no-prestart``): what forking them from a server saves.
 
 Numbers are medians of a few repeats after a warm-up; nothing here asserts a speed.
 """
@@ -269,8 +271,9 @@ def bench_tsne(quick: bool = False) -> list[Row]:
 
 
 def _grade_seconds(assignment: str, folder: Path, disabled: str = "",
-                   n: int = 1, parallel: int = 1) -> float:
-    """Wall time of grading ``n`` copies of the reference with ``parallel`` at a time."""
+                   n: int = 1, parallel: int = 1, prestart: bool = True) -> float:
+    """Wall time of grading ``n`` copies of the reference with ``parallel`` at a time (two or
+    more: graders forked from a server, unless ``prestart`` is off)."""
     from course.grading import runner
     from course.submissions import reference_submission, write_notebook
 
@@ -280,8 +283,8 @@ def _grade_seconds(assignment: str, folder: Path, disabled: str = "",
     with _env("COURSE_SANDBOX_DISABLE", disabled):
         start = time.perf_counter()
         graded = runner.grade_jobs(jobs, folder / "out", runner.Settings(
-            force=True, allow_weak_isolation=bool(disabled)), jobs_in_parallel=parallel,
-            progress=False)
+            force=True, allow_weak_isolation=bool(disabled), prestart=prestart),
+            jobs_in_parallel=parallel, progress=False)
         seconds = time.perf_counter() - start
     bad = [job.name for job, res in graded if res.get("score") != res.get("max_score")
            or res.get("max_score") is None]
@@ -301,10 +304,12 @@ c.ExecutePreprocessor.timeout = 3600
 '''
 
 
-def _nbgrader_seconds(assignment: str, folder: Path, scale: str) -> tuple[float, float, float]:
-    """Wall time of stock ``nbgrader autograde`` of the reference, the notebook run at
-    ``scale``, and the score and maximum nbgrader's gradebook holds for it (stock nbgrader
-    counts a test cell that writes to stderr, such as a progress bar, as failed)."""
+def _nbgrader_seconds(assignment: str, folder: Path, scale: str,
+                      n: int = 1) -> tuple[float, float, float]:
+    """Wall time of stock ``nbgrader autograde`` of ``n`` copies of the reference (one
+    autograde run, as for a class), the notebook run at ``scale``, and the score and maximum
+    nbgrader's gradebook holds for the first (stock nbgrader counts a test cell that writes to
+    stderr, such as a progress bar, as failed)."""
     from nbgrader.api import Gradebook
 
     from course.paths import data_dir
@@ -328,8 +333,9 @@ def _nbgrader_seconds(assignment: str, folder: Path, scale: str) -> tuple[float,
                               f"{(proc.stdout + proc.stderr)[-800:]}")
 
     nbgrader("generate_assignment", assignment, "--force")
-    write_notebook(reference_submission(assignment),
-                   course / "submitted" / "s0" / assignment / f"{assignment}.ipynb")
+    for i in range(n):
+        write_notebook(reference_submission(assignment),
+                       course / "submitted" / f"s{i}" / assignment / f"{assignment}.ipynb")
     start = time.perf_counter()
     nbgrader("autograde", assignment, "--force")
     seconds = time.perf_counter() - start
@@ -340,16 +346,37 @@ def _nbgrader_seconds(assignment: str, folder: Path, scale: str) -> tuple[float,
         return seconds, float(sub.score), float(sub.max_score)
 
 
+#: The class of the grading section's per-submission comparison with nbgrader, and the
+#: longest one nbgrader submission may take for nbgrader to grade that class too (04's take
+#: about 10 minutes each at full scale: there its one-submission time stands in).
+CLASS = 4
+NBGRADER_CLASS_UNDER_S = 90.0
+
+
 def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
     """``course grade`` of each reference: with the sandbox, with every layer off, and
-    against stock ``nbgrader autograde`` of the same notebook."""
+    against stock ``nbgrader autograde`` of the same notebook; then per submission of a
+    class of :data:`CLASS` copies (``course grade``'s default: one at a time per core, the
+    graders forked) against nbgrader's autograde of the same class (it grades one at a
+    time)."""
     rows = []
+    parallel = min(usable_cores(), CLASS)
     for a in assignments:
         with tempfile.TemporaryDirectory(prefix=f"course-bench-{a}-") as tmp:
             on = _grade_seconds(a, Path(tmp) / "on")
             off = _grade_seconds(a, Path(tmp) / "off", disabled=OFF)
             scale = "ci" if quick else "full"
             stock, score, top = _nbgrader_seconds(a, Path(tmp) / "nbgrader", scale)
+            ours_class = _grade_seconds(a, Path(tmp) / "class", n=CLASS,
+                                        parallel=parallel) / CLASS
+            if stock < NBGRADER_CLASS_UNDER_S:
+                theirs_class = _nbgrader_seconds(a, Path(tmp) / "nbgrader-class", scale,
+                                                 n=CLASS)[0] / CLASS
+                how = f"stock nbgrader autograde of the same {CLASS}"
+            else:
+                theirs_class = stock
+                how = (f"stock nbgrader autograde, one submission (its {CLASS} would take "
+                       f"{CLASS * stock / 60:.0f} min)")
         rows.append(Row("grading", f"{a}: one reference submission", "course grade, sandboxed",
                         on, "the same, every isolation layer off", off, "s",
                         f"the sandbox costs {on - off:+.1f} s per submission"))
@@ -358,6 +385,10 @@ def bench_grading(assignments: list[str], quick: bool = False) -> list[Row]:
                         f"stock nbgrader autograde (every cell at {scale} scale, visible tests)",
                         stock, "s", f"nbgrader's score {score:g} / {top:g} (course grade: "
                         "full marks)", target=3.0))
+        rows.append(Row("grading", f"{a}: a class of {CLASS}, per submission",
+                        f"course grade, {parallel} at a time, graders forked", ours_class,
+                        how, theirs_class, "s",
+                        f"nbgrader grades one at a time; {usable_cores()} cores", target=3.0))
     return rows
 
 
@@ -393,6 +424,16 @@ def bench_class(assignments: list[str], sizes: tuple[int, ...] = (2, 4),
                         continue
                     seconds[k] = _grade_seconds(a, Path(tmp), n=n, parallel=min(k, n))
             one = seconds.get(1, seconds[cores])
+            if n == (sizes[:1] if quick else sizes)[-1]:  # the largest class: what forking saves
+                with tempfile.TemporaryDirectory(prefix="course-bench-class-") as tmp:
+                    plain = _grade_seconds(a, Path(tmp), n=n, parallel=min(cores, n),
+                                           prestart=False)
+                rows.append(Row(
+                    "class", f"{a}: a class of {n}, graders forked or not",
+                    "graders forked from a server", 3600 * n / seconds[cores],
+                    "each grader its own process (--no-prestart)", 3600 * n / plain,
+                    "submissions/h", f"{seconds[cores] / n:.1f} s against {plain / n:.1f} s "
+                    f"per submission on {cores} cores"))
             rows.append(Row(
                 "class", f"{a}: a class of {n}",
                 f"on {cores} core{'s' * (cores > 1)}, {min(cores, n)} at a time",

@@ -125,10 +125,10 @@ def test_class_section_grades_each_assignment_on_one_core_and_on_all(monkeypatch
     before = os.sched_getaffinity(0)
     seen = []
 
-    def fake(assignment, folder, n=1, parallel=1, disabled=""):
+    def fake(assignment, folder, n=1, parallel=1, disabled="", prestart=True):
         cores = len(os.sched_getaffinity(0))
-        seen.append((assignment, n, parallel, cores, runner.thread_share(parallel)))
-        return 10.0 * n / cores  # twice the cores: half the time
+        seen.append((assignment, n, parallel, cores, runner.thread_share(parallel), prestart))
+        return 10.0 * n / cores * (1 if prestart else 1.5)  # twice the cores: half the time
 
     monkeypatch.setattr(bench, "_grade_seconds", fake)
     monkeypatch.setattr(bench, "usable_cores", lambda: 2)
@@ -136,11 +136,46 @@ def test_class_section_grades_each_assignment_on_one_core_and_on_all(monkeypatch
         pytest.skip("one core: nothing to pin")
     rows = bench.bench_class(["01_kmeans", "05_vae"], sizes=(2, 4))
     assert os.sched_getaffinity(0) == before
-    assert seen == [(a, n, p, c, 1) for a in ("01_kmeans", "05_vae") for n in (2, 4)
-                    for p, c in ((1, 1), (2, 2))]
-    assert [(r.case, r.ours_value, r.theirs_value, r.ratio) for r in rows] == [
-        (f"{a}: a class of {n}", 720.0, 360.0, 2.0) for a in ("01_kmeans", "05_vae")
-        for n in (2, 4)]
+    # each class on one core and on both; the largest also without forked graders
+    assert seen == [x for a in ("01_kmeans", "05_vae") for x in (
+        (a, 2, 1, 1, 1, True), (a, 2, 2, 2, 1, True),
+        (a, 4, 1, 1, 1, True), (a, 4, 2, 2, 1, True), (a, 4, 2, 2, 1, False))]
+    cases = [(r.case, r.ours_value, r.theirs_value, r.ratio) for r in rows]
+    assert cases == [x for a in ("01_kmeans", "05_vae") for x in (
+        (f"{a}: a class of 2", 720.0, 360.0, 2.0),
+        (f"{a}: a class of 4, graders forked or not", 720.0, 480.0, 1.5),
+        (f"{a}: a class of 4", 720.0, 360.0, 2.0))]
     assert rows[0].ours == "on 2 cores, 2 at a time" and rows[0].theirs == "on 1 core"
+    assert rows[1].theirs == "each grader its own process (--no-prestart)"
     assert [r.case for r in bench.bench_class(["02_gradient_descent"], quick=True)] == [
+        "02_gradient_descent: a class of 2, graders forked or not",
         "02_gradient_descent: a class of 2"]
+
+
+def test_grading_section_compares_a_class_per_submission_with_nbgraders(monkeypatch):
+    """Per assignment: one submission sandboxed and not, against nbgrader; then a class of
+    bench.CLASS per submission (graders forked, one per core at once) against nbgrader's
+    autograde of the same class, or of one submission where that one took too long."""
+    graded, stock = [], []
+
+    def fake_grade(assignment, folder, disabled="", n=1, parallel=1, prestart=True):
+        graded.append((assignment, disabled, n, parallel, prestart))
+        return 8.0 * n / parallel
+
+    def fake_nbgrader(assignment, folder, scale, n=1):
+        stock.append((assignment, scale, n))
+        return (20.0 if assignment == "01_kmeans" else 400.0) * n, 17.0, 17.0
+
+    monkeypatch.setattr(bench, "_grade_seconds", fake_grade)
+    monkeypatch.setattr(bench, "_nbgrader_seconds", fake_nbgrader)
+    monkeypatch.setattr(bench, "usable_cores", lambda: 2)
+    rows = bench.bench_grading(["01_kmeans", "04_contrastive"])
+    assert stock == [("01_kmeans", "full", 1), ("01_kmeans", "full", bench.CLASS),
+                     ("04_contrastive", "full", 1)]
+    assert ("01_kmeans", "", bench.CLASS, 2, True) in graded
+    klass = [r for r in rows if "class" in r.case]
+    assert [(r.case, r.ours_value, r.theirs_value, r.target) for r in klass] == [
+        (f"01_kmeans: a class of {bench.CLASS}, per submission", 4.0, 20.0, 3.0),
+        (f"04_contrastive: a class of {bench.CLASS}, per submission", 4.0, 400.0, 3.0)]
+    assert klass[0].theirs == f"stock nbgrader autograde of the same {bench.CLASS}"
+    assert "one submission" in klass[1].theirs
