@@ -411,7 +411,9 @@ def _on_cores(k: int) -> Any:
 def bench_class(assignments: list[str], sizes: tuple[int, ...] = (2, 4),
                 quick: bool = False) -> list[Row]:
     """Submissions per hour for a class of each assignment and each of ``sizes``: graded on
-    every usable core (as many at once, ``course grade``'s default) against one core."""
+    every usable core (as many at once, ``course grade``'s default) against one core; and the
+    largest class on every core with its graders forked (the default) against each started
+    as a process of its own (``--no-prestart``)."""
     rows = []
     cores = usable_cores()
     for a in assignments:
