@@ -67,11 +67,10 @@ class ForkServer:
 
     def __init__(self, tests: Path, env: dict[str, str], cwd: Path,
                  preexec_fn: Callable[[], None] | None = None) -> None:
-        self._log = open(os.devnull, "wb")  # noqa: SIM115 - the server's own stderr
         self.proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "course.grading.forkserver", str(tests), " " * ROOM],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=cwd,
-            preexec_fn=preexec_fn)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, cwd=cwd, preexec_fn=preexec_fn)
         self._ids = itertools.count(1)
         self._write = threading.Lock()
         self._state = threading.Condition()
@@ -147,7 +146,6 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self._log.close()
 
 
 class GraderPool:
