@@ -1,8 +1,10 @@
 """Entry point of a worker process: confine it, tell the grader how, then serve requests.
 
 ``python -I -m course.grading.boot FD_IN FD_OUT SPEC`` where SPEC (JSON, from
-:mod:`course.grading.sandbox`) says what to apply. Everything here runs before torch is
-imported and before any student code, in a single thread, in this order:
+:mod:`course.grading.sandbox`) says what to apply. Everything here runs before any student
+code, in a single thread, and (in a worker started as a process) before torch is imported,
+in this order (a worker forked from a template, :mod:`course.grading.zygote`, enters at
+:func:`run`):
 
 1. the mount lockdown (only inside fresh mount and PID namespaces: :mod:`lockdown`);
 2. the unprivileged uid when the grader is root and can hand one out, else (as root) every
@@ -75,12 +77,19 @@ def confine_self(spec: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    fd_in, fd_out, spec = int(argv[0]), int(argv[1]), json.loads(argv[2])
+    run(int(argv[0]), int(argv[1]), json.loads(argv[2]))
+
+
+def run(fd_in: int, fd_out: int, spec: dict) -> None:
+    """Confine this process as ``spec`` says, then serve on ``fd_in``/``fd_out``; never return
+    (also the entry of a worker forked from a template: :mod:`course.grading.zygote`)."""
     applied = confine_self(spec)
     if spec.get("lockdown") or applied["uid"] is not None:
         os.environ.update(HOME=str(Path.cwd()), TMPDIR=str(Path.cwd()),
                           MPLCONFIGDIR=str(Path.cwd() / ".mpl"))
-    from course.grading import worker  # torch is imported only now, confined
+    # torch is imported only now, confined (a worker forked from a template has it already:
+    # imported by trusted code, in a process that has run nothing of anyone's)
+    from course.grading import worker
 
     worker.preload(spec.get("preload") or ())
     worker.serve(fd_in, fd_out, applied)

@@ -29,6 +29,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
@@ -197,6 +198,21 @@ def scratch_usage(scratch: str, pids: list[int]) -> int:
     return total
 
 
+def enter_limits(spec: dict) -> None:
+    """In the worker's process, before it runs anything: its own session, its cgroups, death
+    with the reaper, its rlimits."""
+    os.setsid()
+    for d in spec.get("cgroups", []):
+        try:
+            Path(d, "cgroup.procs").write_text(str(os.getpid()))
+        except OSError:
+            pass
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    limits = spec.get("rlimits", {})
+    for name, value in limits.items():
+        resource.setrlimit(getattr(resource, name), tuple(value))
+
+
 def _start_worker(spec: dict, cmd: list[str], keep_closed: list[int]) -> int:
     """Fork and exec the worker: own session, in its cgroups, under its rlimits."""
     pid = os.fork()
@@ -205,23 +221,14 @@ def _start_worker(spec: dict, cmd: list[str], keep_closed: list[int]) -> int:
     try:  # the child: nothing here may raise past os._exit
         for fd in keep_closed:
             os.close(fd)
-        os.setsid()
-        for d in spec.get("cgroups", []):
-            try:
-                Path(d, "cgroup.procs").write_text(str(os.getpid()))
-            except OSError:
-                pass
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        limits = spec.get("rlimits", {})
-        for name, value in limits.items():
-            resource.setrlimit(getattr(resource, name), tuple(value))
+        enter_limits(spec)
         os.execv(cmd[0], cmd)
     except BaseException as exc:  # noqa: BLE001
         os.write(2, f"reaper: cannot start the worker: {exc}\n".encode())
     os._exit(127)
 
 
-def _exit_like(status: int) -> None:
+def exit_like(status: int) -> None:
     """End the reaper with the worker's status, a signal as that same signal (the grader tells
     a SIGKILL from outside, the cgroup's OOM kill or a segfault apart by it)."""
     if os.WIFSIGNALED(status):
@@ -235,22 +242,21 @@ def _exit_like(status: int) -> None:
     os._exit(os.waitstatus_to_exitcode(status) if not os.WIFSIGNALED(status) else 1)
 
 
-def serve(spec: dict, cmd: list[str]) -> None:
+def serve(spec: dict, start: Callable[[], int]) -> None:
+    """Start the worker (``start`` forks it and returns its pid), then watch over it."""
     lifeline, status = int(spec["lifeline"]), int(spec["status"])
     cgroups = list(spec.get("cgroups", []))
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)  # only the lifeline ends the reaper
     me = os.getpid()
-    worker = _start_worker(spec, cmd, [lifeline, status])
+    worker = start()
     # the worker chain the reaper spares between requests: the worker (or `unshare` and the
     # worker it forks, PID 1 of the namespace)
     spare = {worker}
     os.write(status, PID.pack(worker))
     worker_status: int | None = None
     while True:
-        if spec.get("via_unshare") and len(spare) == 1:
-            spare |= set(_children_map().get(worker, [])[:1])
         ready = select.select([lifeline], [], [], 0.1)[0]
         if ready:
             try:
@@ -264,6 +270,10 @@ def serve(spec: dict, cmd: list[str]) -> None:
                 if spec.get("scratch"):
                     shutil.rmtree(spec["scratch"], ignore_errors=True)
                 os._exit(0)
+            if spec.get("via_unshare") and len(spare) == 1:
+                # found when first needed: a worker forked from a template answers its first
+                # request sooner than a look every tenth of a second would find it
+                spare |= set(_children_map().get(worker, [])[:1])
             for _ in range(data.count(b"k")):
                 kill_below(me, spare, cgroups)  # orphans come to the reaper itself
                 try:
@@ -281,7 +291,7 @@ def serve(spec: dict, cmd: list[str]) -> None:
                 worker_status = st
         if worker_status is not None:
             kill_below(me, set(), cgroups)
-            _exit_like(worker_status)
+            exit_like(worker_status)
         quota = spec.get("scratch_bytes")
         if quota and scratch_usage(spec["scratch"], [worker, *descendants(me)]) > quota:
             # without a mount namespace there is no tmpfs to cap the scratch space: stop the
@@ -296,7 +306,8 @@ def serve(spec: dict, cmd: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--")
-    serve(json.loads(argv[0]), argv[split + 1:])
+    spec, cmd = json.loads(argv[0]), argv[split + 1:]
+    serve(spec, lambda: _start_worker(spec, cmd, [int(spec["lifeline"]), int(spec["status"])]))
 
 
 if __name__ == "__main__":
