@@ -853,6 +853,67 @@ if _held > 1536 * 2**20:  # the cap is 64 MiB: a late check lets a little more t
     print(f"ESCAPED: held {_held // 2**20} MiB in the scratch folder")
 '''
 
+#: A worker forked from a template (course.grading.zygote) that kept a descriptor of the
+#: template's: the door or another grading's connection. It takes what comes through (the
+#: channels of a classmate's grading) and asks for a worker of its own, unconfined.
+TEMPLATE_DOOR = '''
+import json, os, select, socket, stat, time
+_UNCONFINED = {"scratch": "/tmp", "uid": None, "seccomp": False, "lockdown": None,
+               "landlock": None, "preload": []}
+_ARGV = ["python", "-I", "-c", "pass"]
+_REQUEST = json.dumps({"reaper": {"lifeline": 3, "status": 4, "cgroups": [], "rlimits": {}},
+                       "boot": _UNCONFINED, "prefix": [], "cwd": "/", "env": {"PATH": "/bin"},
+                       "argv": {"boot": _ARGV, "unshare": _ARGV, "reaper": _ARGV}}).encode()
+
+def _sockets():
+    for fd in range(3, 1024):
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                yield fd
+        except OSError:
+            pass
+
+def _forged(sock):
+    # the three shapes the template's channels carry: a broker's, a door's, a request's
+    for first in (json.dumps({"env": {"PATH": "/bin"}, "preload": []}).encode(), b"c", None):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pipes = [fd for _ in range(3) for fd in os.pipe()][:5]
+        try:
+            if first is None:
+                socket.send_fds(sock, [_REQUEST], pipes)
+                talk = sock
+            else:
+                socket.send_fds(sock, [first], [theirs.fileno()])
+                socket.send_fds(mine, [_REQUEST], pipes)
+                talk = mine
+            if select.select([talk], [], [], 5)[0] and b"pid" in talk.recv(65536):
+                print("ESCAPED: a worker template forked a worker of my choosing")
+        except OSError:
+            pass
+
+def _steal(fd):
+    sock = socket.socket(fileno=os.dup(fd))
+    sock.settimeout(1)
+    _end = time.time() + 10
+    while time.time() < _end:
+        try:
+            _msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 8)
+        except OSError:
+            continue
+        if fds:
+            print("ESCAPED: took", len(fds), "descriptors meant for another grading")
+            return
+
+import threading
+_thieves = [threading.Thread(target=_steal, args=(fd,)) for fd in _sockets()]
+for _t in _thieves:
+    _t.start()
+for _fd in list(_sockets()):
+    _forged(socket.socket(fileno=os.dup(_fd)))
+for _t in _thieves:
+    _t.join()
+'''
+
 INFLATE_SHARED = '''
 import sys
 # the worker process is the student's too: find its Worker class (whatever runs it as __main__)
@@ -1188,6 +1249,8 @@ def cases() -> list[Case]:
              sandbox=True, checks=("listeners",), late=True),
         Case("scratch_space_filled", "hostile", _append(release, SCRATCH_QUOTA), score="zero",
              sandbox=True, forbidden=("ESCAPED",), late=True),
+        Case("template_door_used", "hostile", _append(release, TEMPLATE_DOOR), score="zero",
+             sandbox=True, forbidden=("ESCAPED",)),
         # -- 01_kmeans: replies and messages that grow in the grader --------------------------
         Case("reply_of_shared_lists", "hostile", _append(reference, INFLATE_SHARED), fail=PCA,
              grader_mb=2048),

@@ -26,6 +26,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -190,7 +191,7 @@ class GraderPool:
 
 
 # -- the server -------------------------------------------------------------------------------
-def _retitle(args: list[str]) -> None:
+def retitle(args: list[str]) -> None:
     """Show ``args`` as this process's command line (/proc/PID/cmdline), in the memory that
     held the server's own arguments (what setproctitle does); nothing when it does not fit."""
     try:
@@ -226,7 +227,7 @@ def _grader(request: dict, channels: tuple[int, ...]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         argv = [str(a) for a in request["argv"]]
-        _retitle([sys.executable, "-P", "-m", "pytest", *argv])
+        retitle([sys.executable, "-P", "-m", "pytest", *argv])
         sys.argv = ["pytest", *argv]
         import pytest
 
@@ -237,6 +238,42 @@ def _grader(request: dict, channels: tuple[int, ...]) -> None:
         from course.grading.boot import leave_now
 
         leave_now(code)
+
+
+def _broker(broker: socket.socket, templates: dict[str, socket.socket]) -> None:
+    """Hand a grader's connection to the worker template of the environment it names,
+    started now if there is none (or the last one stopped). Without one, the connection is
+    closed: the grader starts its worker as a process."""
+    from course.grading import sandbox, zygote
+
+    try:
+        data, fds, _, _ = socket.recv_fds(broker, 1 << 20, 1)
+    except OSError:
+        return
+    try:
+        ask = json.loads(data)
+        key = json.dumps(ask, sort_keys=True)
+        for _ in range(2):
+            if key not in templates:
+                door, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                with theirs:
+                    subprocess.Popen(
+                        [*sandbox._python("zygote"), str(theirs.fileno()),
+                         json.dumps(ask["preload"]), " " * zygote.ROOM],
+                        env=ask["env"], pass_fds=(theirs.fileno(),), cwd="/",
+                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        start_new_session=True)
+                templates[key] = door
+            try:
+                socket.send_fds(templates[key], [b"c"], fds[:1])
+                break
+            except OSError:  # it stopped: start another
+                templates.pop(key).close()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def serve(tests: Path) -> None:
@@ -276,15 +313,24 @@ def serve(tests: Path) -> None:
             if pid in running:
                 reply({"id": running.pop(pid), "status": os.waitstatus_to_exitcode(status)})
 
+    # the broker: graders ask it for a worker template (course.grading.zygote)
+    from course.grading import zygote
+
+    broker, zygote.BROKER = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    templates: dict[str, socket.socket] = {}  # worker environment -> the template's door
     selector = selectors.DefaultSelector()
     selector.register(requests, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+    selector.register(broker, selectors.EVENT_READ)
     buffer = b""
     while True:
         for key, _ in selector.select():
             if key.fd == wake_r:
                 os.read(wake_r, 4096)
                 reap()
+                continue
+            if key.fd == broker.fileno():
+                _broker(broker, templates)
                 continue
             chunk = os.read(requests, 65536)
             if not chunk:  # the class run is over (or its process died)
@@ -300,7 +346,8 @@ def serve(tests: Path) -> None:
                 request = json.loads(line)
                 pid = os.fork()
                 if pid == 0:
-                    _grader(request, (requests, replies, wake_r, wake_w, selector.fileno()))
+                    _grader(request, (requests, replies, wake_r, wake_w, selector.fileno(),
+                                      broker.fileno(), *(t.fileno() for t in templates.values())))
                 running[pid] = request["id"]
                 reply({"id": request["id"], "pid": pid})
         reap()

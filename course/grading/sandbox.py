@@ -18,6 +18,7 @@ student code only runs inside a timed request.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course.grading import cputime, macos, protocol
+from course.grading import cputime, macos, protocol, zygote
 from course.grading.cgroups import WorkerCgroup
 from course.grading.confine import readable_by_others
 from course.grading.lockdown import needed_paths
@@ -435,33 +436,53 @@ class WorkerProcess:
         prefix = _isolation_prefix()
         if not LINUX and "sandbox-exec" not in disabled_layers():
             prefix = macos.prefix(landlock_paths(self.device)["read"], [str(self.scratch)])
-        worker_cmd = [*prefix, *_python("boot"),
-                      str(to_worker_r), str(from_worker_w), json.dumps(self._spec(prefix))]
+        spec = json.dumps(self._spec(prefix))
         cap_memory = not self.device.startswith("cuda")
         self.cgroup = WorkerCgroup(self.limits.processes, self.limits.memory_mb * 2**20,
                                    enabled=_cgroups_allowed())
         lifeline_r, self._lifeline = os.pipe()
         self._status, status_w = os.pipe()
-        reaper = {"lifeline": lifeline_r, "status": status_w, "via_unshare": bool(prefix),
-                  "scratch": str(self.scratch), "scratch_bytes": self.limits.file_mb * 2**20,
-                  "cgroups": [str(d) for d in self.cgroup.dirs],
-                  "rlimits": _rlimits(self.limits, cap_memory)}
+
+        def reaper_spec(lifeline: int, status: int) -> dict:
+            return {"lifeline": lifeline, "status": status, "via_unshare": bool(prefix),
+                    "scratch": str(self.scratch), "scratch_bytes": self.limits.file_mb * 2**20,
+                    "cgroups": [str(d) for d in self.cgroup.dirs],
+                    "rlimits": _rlimits(self.limits, cap_memory)}
+
+        def boot_cmd(fd_in: int, fd_out: int) -> list[str]:
+            return [*_python("boot"), str(fd_in), str(fd_out), spec]
+
         self._prefix = prefix
-        cmd = [*_python("reaper"), json.dumps(reaper), "--",
-               *worker_cmd]
+        passed = (out_w, lifeline_r, status_w, to_worker_r, from_worker_w)
         try:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=out_w,
-                cwd=self.scratch,
-                env=self._env(),
-                pass_fds=(to_worker_r, from_worker_w, lifeline_r, status_w),
-                start_new_session=True,
-            )
+            if zygote.usable(self.device, prefix):
+                # forked from a template that imported torch (the same processes, seconds
+                # sooner); where none answers, started as processes below
+                boot = boot_cmd(zygote.FD_IN, zygote.FD_OUT)
+                rspec = reaper_spec(zygote.FD_LIFELINE, zygote.FD_STATUS)
+                request = {"reaper": rspec, "boot": json.loads(spec), "prefix": list(prefix),
+                           "cwd": str(self.scratch),
+                           "argv": {"boot": boot, "unshare": [*prefix, *boot],
+                                    "reaper": [*_python("reaper"), json.dumps(rspec), "--",
+                                               *prefix, *boot]}}
+                with contextlib.suppress(zygote.Unavailable):
+                    self.proc = zygote.spawn(self._env(), list(self.preload), request,
+                                             list(passed))
+            if self.proc is None:
+                cmd = [*_python("reaper"), json.dumps(reaper_spec(lifeline_r, status_w)), "--",
+                       *prefix, *boot_cmd(to_worker_r, from_worker_w)]
+                self.proc = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out_w,
+                    stderr=out_w,
+                    cwd=self.scratch,
+                    env=self._env(),
+                    pass_fds=(to_worker_r, from_worker_w, lifeline_r, status_w),
+                    start_new_session=True,
+                )
         finally:
-            for fd in (to_worker_r, from_worker_w, out_w, lifeline_r, status_w):
+            for fd in passed:
                 os.close(fd)
         self.output = _OutputTail(out_r, self.limits.output_kb * 1024)
 
