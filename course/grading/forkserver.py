@@ -6,7 +6,9 @@ frameworks are not fork-safe). The server never sees a submission: it holds the 
 and imports, nothing else; each forked grader is the same pytest run, with the same command
 line, environment, working folder and memory cap, that :func:`course.grading.runner.
 run_hidden_tests` would start as a new process. It still starts its own worker (the only
-process that runs student code), in the same sandbox.
+process that runs student code), in the same sandbox: forked from a worker template that the
+server starts on a grader's first request (:mod:`course.grading.zygote`; the server brokers
+the connection and never sees a worker), or started as a process where there is none.
 
 ``python -P -m course.grading.forkserver TESTS ROOM`` reads one JSON request per line on
 stdin (``{"id", "argv", "env", "cwd", "out"}``) and answers on stdout with
