@@ -294,3 +294,23 @@ with forkserver.GraderPool() as pool:
     assert all(r["passed"] for r in report["records"]), report
     assert any("course.grading.reaper import main" in cmd for cmd in seen), \
         "no reaper was forked from a template"
+
+
+def test_a_template_worker_that_fails_to_start_is_replaced_by_a_process(templates,
+                                                                         monkeypatch):
+    spawn = zygote.spawn
+
+    def broken(env, preload, request, fds):
+        request["boot"]["landlock"] = {"read": 5}  # the forked worker fails before its hello
+        return spawn(env, preload, request, fds)
+
+    monkeypatch.setattr(zygote, "spawn", broken)
+    worker = sandbox.WorkerProcess()
+    worker.start()
+    try:
+        assert isinstance(worker.proc, subprocess.Popen)
+        assert worker.isolation["level"] in ("contained", "isolated")
+        assert worker.request({"op": "run_cells", "cells": [{"id": "x", "source": "y = 1"}]},
+                              60)["ok"]
+    finally:
+        worker.close()

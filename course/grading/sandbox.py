@@ -423,10 +423,12 @@ class WorkerProcess:
         self.launch()
         self.await_hello()
 
-    def launch(self) -> None:
+    def launch(self, template: bool = True) -> None:
         """Start the worker's process and return at once: it confines itself and imports
         torch (seconds) while the grader goes on; :meth:`await_hello` then reads how it was
-        confined. No student code runs before that: the worker waits for a request."""
+        confined. No student code runs before that: the worker waits for a request.
+        ``template``: fork it from a worker template where one is available (see
+        :mod:`course.grading.zygote`)."""
         self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
@@ -455,7 +457,7 @@ class WorkerProcess:
         self._prefix = prefix
         passed = (out_w, lifeline_r, status_w, to_worker_r, from_worker_w)
         try:
-            if zygote.usable(self.device, prefix):
+            if template and zygote.usable(self.device, prefix):
                 # forked from a template that imported torch (the same processes, seconds
                 # sooner); where none answers, started as processes below
                 boot = boot_cmd(zygote.FD_IN, zygote.FD_OUT)
@@ -494,7 +496,12 @@ class WorkerProcess:
             hello = protocol.read_frame(self._from_worker, time.monotonic() + HELLO_TIMEOUT_S,
                                         max_size=2**20)
         except (protocol.FrameTimeout, EOFError, protocol.ProtocolError) as exc:
+            forked = isinstance(self.proc, zygote.Spawned)
             self.close()
+            if forked:  # whatever broke the template's worker, a started one may not have
+                self.worker_pid = 0
+                self.launch(template=False)
+                return self.await_hello()
             raise WorkerStartFailed(f"the worker did not start ({type(exc).__name__}); its "
                                     "output: " + " ".join(self.output.text()[-300:].split())
                                     ) from None
