@@ -72,6 +72,7 @@ def look():
 def broker():
     """What a grader server gives its graders: a broker channel to worker templates (here
     served by a thread of the test process)."""
+    saved = zygote.BROKER
     ours, zygote.BROKER = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     templates: dict[str, socket.socket] = {}
     stop = threading.Event()
@@ -89,7 +90,7 @@ def broker():
         stop.set()
         thread.join()
         zygote.BROKER.close()
-        zygote.BROKER = None
+        zygote.BROKER = saved
         ours.close()
         for door in templates.values():
             door.close()
@@ -314,3 +315,42 @@ def test_a_template_worker_that_fails_to_start_is_replaced_by_a_process(template
                               60)["ok"]
     finally:
         worker.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader hands out a uid")
+def test_a_forked_worker_takes_its_own_uid(templates, monkeypatch, tmp_path):
+    """Where the grader is root and the environment world-readable (Docker, a server), the
+    worker switches to a uid of its own after the fork, as a started one does after exec."""
+    uid = 61000 + os.getpid() % 4000
+    monkeypatch.setattr(sandbox, "worker_uid", lambda scratch_parent: (uid, ""))
+    private = tmp_path / "grader-only.txt"
+    private.write_text("x")
+    private.chmod(0o600)
+    worker = sandbox.WorkerProcess()
+    worker.start()
+    try:
+        assert isinstance(worker.proc, zygote.Spawned)
+        probe = (f"import os\ndef probe():\n    try:\n        open({str(private)!r}, 'a')\n"
+                 f"        wrote = True\n    except OSError:\n        wrote = False\n"
+                 f"    return [os.getuid(), os.geteuid(), os.getgid(), wrote]\n")
+        assert worker.request({"op": "run_cells", "cells": [{"id": "p", "source": probe}]},
+                              60)["ok"]
+        got = worker.request({"op": "call", "target": "probe", "args": (), "kwargs": {}}, 60)
+        assert got["value"][:3] == [uid, uid, uid] and got["value"][3] is False, got
+        assert worker.isolation["level"] in ("contained", "isolated")
+    finally:
+        worker.close()
+
+
+def test_a_template_ends_with_its_server():
+    before = set(_template_pids())
+    with broker():
+        worker = sandbox.WorkerProcess()
+        worker.start()
+        worker.close()
+        mine = set(_template_pids()) - before
+        assert mine, "a template was started"
+    deadline = time.monotonic() + 20  # the server's end of its door is closed: it leaves
+    while any(zygote._running(pid) for pid in mine) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(zygote._running(pid) for pid in mine)
