@@ -1,7 +1,9 @@
 """Starting, talking to and killing worker processes, with the limits of the trust boundary.
 
 A worker is started beside its reaper (:mod:`course.grading.reaper`: kills what a call leaves
-running, and everything when the grader dies) and confines itself before any student code
+running, and everything when the grader dies), or both are forked from a worker template that
+imported torch once (:mod:`course.grading.zygote`: graders forked from a server, on Linux),
+and it confines itself before any student code
 runs (:mod:`course.grading.boot`): the mount lockdown inside fresh namespaces where ``unshare``
 works, an unprivileged uid or dropped capabilities when the grader is root, the Landlock
 allow-list and the seccomp filter of :mod:`course.grading.confine` (``sandbox-exec`` on macOS,
