@@ -284,7 +284,8 @@ SCORE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?) / (\d+(?:\.\d+)?)(?![\w.])")
 
 def _drop_scores(node):
     if isinstance(node, dict):
-        return {k: _drop_scores(v) for k, v in node.items() if k not in ("score", "max_score")}
+        return {k: _drop_scores(v) for k, v in node.items()
+                if k not in ("score", "max_score", "execution_time")}
     if isinstance(node, list):
         return [_drop_scores(v) for v in node]
     return node
@@ -296,10 +297,11 @@ DURATION = re.compile(r"(?<![\w.])\d+(?:\.\d+)? s\b")
 
 def without_scores(path: Path, text: str) -> str:
     """``text`` less the figures the grader makes itself, which are no reference values but
-    print like one (a cell's 1.75 of 2 as "1.75" matches a small tensor's 1.7512): the score
-    and max_score fields of a JSON file, "points / max" pairs of multiples of 0.25 elsewhere,
-    and durations in seconds (a speed test's "computed for 1.62 s" matched a recorded 1.6228
-    of 02's seven-entry theta by chance and failed a CI run). The rest of the messages,
+    print like one (a cell's 1.75 of 2 as "1.75" matches a small tensor's 1.7512): the score,
+    max_score and execution_time (seconds) fields of a JSON file, "points / max" pairs of
+    multiples of 0.25 elsewhere, and durations in seconds (a speed test's "computed for 1.62 s"
+    matched a recorded 1.6228 of 02's seven-entry theta by chance and failed a CI run, and a
+    results.json's "execution_time": 2.97 a recorded 2.97... another). The rest of the messages,
     where test or student text goes, is kept."""
     if path.suffix == ".json":
         try:
@@ -403,6 +405,12 @@ def test_leak_detector_finds_printed_reference_values():
         assert leaked_values(without_scores(Path(name), told), theta), name
     for text in ("theta[0] 1.62 seconds", "1.62s", "theta 1.62 shown"):
         assert leaked_values(without_scores(Path("feedback.md"), text), theta), text
+    # how long the grading took (Gradescope's execution_time) is no leak; a message is
+    timing = json.dumps({"execution_time": 1.62, "tests": [{"output": "ok"}]})
+    assert leaked_values(timing, theta)
+    assert not leaked_values(without_scores(Path("results.json"), timing), theta)
+    assert leaked_values(without_scores(Path("results.json"), timing.replace('"ok"', '"1.62"')),
+                         theta)
 
 
 def test_solution_and_test_lines_are_found():
