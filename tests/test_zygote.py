@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import hostile_fixtures as hf
 import pytest
 
 from course.grading import forkserver, sandbox, zygote
@@ -97,15 +98,7 @@ def broker():
 
 
 def _template_pids() -> list[int]:
-    found = []
-    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"course.grading.zygote import main" in cmd:
-            found.append(int(pid))
-    return found
+    return list(hf.processes_with("course.grading.zygote import main"))
 
 
 def _look(worker: sandbox.WorkerProcess) -> dict:

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 #: Bytes of command line a forked grader can show (a grader's is about 600).
@@ -278,6 +278,18 @@ def _broker(broker: socket.socket, templates: dict[str, socket.socket]) -> None:
             os.close(fd)
 
 
+def ended_children() -> Iterator[tuple[int, int]]:
+    """Reap the children that have ended, without waiting: (pid, Popen-style return code)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, os.waitstatus_to_exitcode(status)
+
+
 def serve(tests: Path) -> None:
     """Import what the graders of ``tests`` need, then fork one per request."""
     sys.dont_write_bytecode = True
@@ -305,15 +317,9 @@ def serve(tests: Path) -> None:
             data = data[os.write(replies, data):]
 
     def reap() -> None:
-        while running:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, code in ended_children():
             if pid in running:
-                reply({"id": running.pop(pid), "status": os.waitstatus_to_exitcode(status)})
+                reply({"id": running.pop(pid), "status": code})
 
     # the broker: graders ask it for a worker template (course.grading.zygote)
     from course.grading import zygote

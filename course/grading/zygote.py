@@ -330,17 +330,13 @@ def _answer(conn: socket.socket, running: dict[int, socket.socket]) -> None:
 
 
 def _reap(running: dict[int, socket.socket]) -> None:
-    while running:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    from course.grading.forkserver import ended_children
+
+    for pid, code in ended_children():
         conn = running.pop(pid, None)
         if conn is not None:
             with contextlib.suppress(OSError):
-                conn.send(json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode())
+                conn.send(json.dumps({"status": code}).encode())
             conn.close()
 
 
