@@ -211,8 +211,8 @@ def test_without_a_template_the_worker_starts_as_a_process(templates, monkeypatc
     killed = _template_pids()
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while set(killed) & set(_template_pids()) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 20  # ended, not only ending (its command line goes first)
+    while any(zygote._running(pid) for pid in killed) and time.monotonic() < deadline:
         time.sleep(0.05)
     worker = sandbox.WorkerProcess()
     worker.start()  # the broker starts another template
@@ -231,6 +231,31 @@ def test_without_a_template_the_worker_starts_as_a_process(templates, monkeypatc
     worker.start()
     try:
         assert isinstance(worker.proc, subprocess.Popen)
+    finally:
+        worker.close()
+
+
+def test_a_template_that_ends_before_it_answers_is_asked_again(templates, monkeypatch):
+    """A template that ends with a grader's request queued (killed as it arrived) closes the
+    grader's connection unanswered: the grader asks once more, and the server starts another."""
+    real, dropped = forkserver._broker, []
+
+    def drop_the_first(broker, running):
+        if dropped:
+            return real(broker, running)
+        data, fds, _, _ = socket.recv_fds(broker, 1 << 20, 1)
+        dropped.append(data)
+        for fd in fds:  # what the ending template's queue does with it
+            os.close(fd)
+
+    monkeypatch.setattr(forkserver, "_broker", drop_the_first)
+    worker = sandbox.WorkerProcess()
+    worker.start()
+    try:
+        assert dropped, "the broker was not asked"
+        assert isinstance(worker.proc, zygote.Spawned), "the grader did not ask again"
+        assert worker.request({"op": "run_cells", "cells": [{"id": "x", "source": "y = 1"}]},
+                              60)["ok"]
     finally:
         worker.close()
 

@@ -132,22 +132,48 @@ def spawn(env: dict[str, str], preload: list[str], request: dict[str, Any],
           fds: list[int]) -> Spawned:
     """Have the template of ``env`` fork a reaper for ``request`` with ``fds`` (its output,
     lifeline, status, and the worker's two channels); raise :class:`Unavailable` if none
-    does. The caller keeps (and closes) its descriptors."""
+    does. The caller keeps (and closes) its descriptors. A template that ends before it
+    answers (killed, or ending as the request reached it) is asked for once more: the
+    server starts another."""
     if BROKER is None:
         raise Unavailable("no grader server")
+    for attempt in (1, 2):
+        try:
+            return _ask(BROKER, env, preload, request, fds)
+        except _Ended:
+            if attempt == 2:
+                raise Unavailable("the worker template stopped twice") from None
+    raise AssertionError("unreachable")
+
+
+class _Ended(Unavailable):
+    """The connection closed without an answer: the template ended."""
+
+
+def _ask(broker: socket.socket, env: dict[str, str], preload: list[str],
+         request: dict[str, Any], fds: list[int]) -> Spawned:
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         key = {k: v for k, v in env.items() if k not in PER_WORKER}
-        socket.send_fds(BROKER, [json.dumps({"env": key, "preload": preload}).encode()],
+        socket.send_fds(broker, [json.dumps({"env": key, "preload": preload}).encode()],
                         [theirs.fileno()])
         theirs.close()
         socket.send_fds(mine, [json.dumps({**request, "env": env}).encode()], fds)
         if not select.select([mine], [], [], START_TIMEOUT_S)[0]:
             raise Unavailable("the worker template did not answer")
-        reply = json.loads(mine.recv(65536) or b"{}")
+        try:
+            data = mine.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            raise _Ended("the worker template stopped")
+        reply = json.loads(data)
     except (OSError, ValueError) as exc:
         mine.close()
         raise Unavailable(f"the worker template failed ({exc})") from None
+    except Unavailable:
+        mine.close()
+        raise
     finally:
         theirs.close()
     if "pid" not in reply:
