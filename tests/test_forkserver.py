@@ -71,8 +71,10 @@ def test_top_level_imports_are_the_absolute_ones(tmp_path: Path) -> None:
     tests = tmp_path / "test_x.py"
     tests.write_text("from __future__ import annotations\nimport a.b, c\nfrom d.e import f\n"
                      "from . import g\nfrom .h import i\ndef j():\n    import k\n"
-                     "if True:\n    import m\n")
-    assert forkserver.top_level_imports(tests) == ["a.b", "c", "d.e"]
+                     "if True:\n    import m\n"
+                     "LATER = ImportedLater('n.o', 'p')\nOTHER = dict('q')\n")
+    # and what a top-level ImportedLater imports in the background: the server imports it
+    assert forkserver.top_level_imports(tests) == ["a.b", "c", "d.e", "n.o", "p"]
 
 
 def test_a_forked_grader_is_the_process_it_stands_for(probe: dict) -> None:

@@ -467,6 +467,27 @@ def test_speed_bound_measures_the_reference_only_for_a_call_over_the_floor() -> 
     assert speed_bound(2.0, 1.5, 5, reference) == 1.5 and runs == [1, 1]  # never below the floor
 
 
+def test_modules_imported_later_load_in_the_background(tmp_path, monkeypatch) -> None:
+    """ImportedLater starts the imports at once, in a thread; a test that needs a module gets
+    it whole; one whose import failed there gets the real error; a name it was not given is
+    refused rather than imported unannounced."""
+    from course.grading.checks import ImportedLater
+
+    (tmp_path / "slow_mod.py").write_text("import time\ntime.sleep(0.5)\nDONE = True\n")
+    (tmp_path / "broken_mod.py").write_text("raise ValueError('broken on purpose')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    later = ImportedLater("slow_mod", "broken_mod")
+    threading.Event().wait(0.1)
+    assert "slow_mod" in sys.modules  # started before anyone asked
+    assert later["slow_mod"].DONE
+    with pytest.raises(ValueError, match="broken on purpose"):
+        later["broken_mod"]
+    with pytest.raises(KeyError, match="not among"):
+        later["json"]
+    for name in ("slow_mod", "broken_mod"):
+        sys.modules.pop(name, None)
+
+
 def test_expect_close_reports_counts_and_the_hint_never_the_reference() -> None:
     from course.grading.checks import expect_close
 

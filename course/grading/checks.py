@@ -7,9 +7,12 @@ own torch, which student code cannot reach.
 
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -96,11 +99,40 @@ def best_seconds(fn: Callable[[], Any], repeats: int = 3,
                  clock: Callable[[], float] = time.perf_counter) -> float:
     """The shortest time of ``repeats`` runs of ``fn`` here (a reference to scale a speed
     bound to this machine; the best run is the least inflated by other work). With
-    ``clock=time.process_time`` it is CPU time, as the worker's calls are charged: other work
-    on the machine then inflates neither side."""
+    ``clock=time.thread_time`` (and torch on one thread) it is CPU time, as the worker's calls
+    are charged: other work on the machine then inflates neither side, nor does the grader's
+    own background work (:class:`ImportedLater`), which ``time.process_time`` would count."""
     best = float("inf")
     for _ in range(repeats):
         t0 = clock()
         fn()
         best = min(best, clock() - t0)
     return best
+
+
+class ImportedLater:
+    """Modules only some hidden tests use (scikit-learn: about a second of a grader's start),
+    imported in a background thread while the grader goes on: collecting the tests, then
+    waiting for its worker, which computes most of what the tests ask. ``later["name"]``
+    waits for the thread and returns the module; an import that failed there is done again
+    here, so the test that needs it reports the real error. A grader forked from a server
+    finds them imported already (the server imports what a hidden-test file names here too:
+    :func:`course.grading.forkserver.top_level_imports`)."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self._thread = threading.Thread(target=self._load, name="imported-later", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        for name in self.names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - __getitem__ raises it where a test needs it
+                pass
+
+    def __getitem__(self, name: str) -> ModuleType:
+        if name not in self.names:
+            raise KeyError(f"{name} is not among the modules imported later ({self.names})")
+        self._thread.join()
+        return importlib.import_module(name)
