@@ -487,14 +487,19 @@ def plot(rows: list[Row], path: Path) -> None:
     colours = ["tab:red" if r.met is False else "tab:green" if r.met or r.ratio >= 1
                else "tab:orange" if r.ratio >= 0.9 else "tab:red" for r in rows]
     ax.barh(range(len(rows)), ratios, color=colours)
-    for i, v in enumerate(ratios):
-        ax.text(v, i, f" {v:.2f}x", va="center", fontsize=9)
+    for i, (v, r) in enumerate(zip(ratios, rows, strict=True)):
+        # right of the bar, or of the target mark when the bar stops short of it
+        ax.text(max(v, r.target or 0.0), i, f" {v:.2f}x", va="center", fontsize=9)
     ax.axvline(1.0, color="black", lw=1)
+    right = max([*ratios, *(r.target for r in rows if r.target is not None)])
+    ax.set_xlim(0, right * 1.15)  # room for the last label
     marked = [(i, r.target) for i, r in enumerate(rows) if r.target is not None]
     if marked:
         ax.scatter([t for _, t in marked], [i for i, _ in marked], marker="|", s=900,
                    color="black", linewidths=2.5, zorder=3, label="target (issue 18)")
-        ax.legend(loc="lower right", fontsize=8)
+        # above the bars, beside the title: it hides none of them
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+                  markerscale=0.4)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("how many times faster the bundle is (> 1: faster)")

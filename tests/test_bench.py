@@ -45,6 +45,33 @@ def test_report_table_and_plot(tmp_path, monkeypatch):
     assert any("case A: 2.00x" in line for line in lines)
 
 
+def test_the_plot_hides_no_bar_label_or_target(tmp_path, monkeypatch):
+    """Each ratio's label sits right of its bar and of its target mark, inside the axes; the
+    legend sits above the axes (inside them, it covered the longest bar's end)."""
+    import matplotlib.pyplot as plt
+
+    rows = [bench.Row("grading", "short of it", "ours", 1.0, "theirs", 2.83, "s", target=3.0),
+            bench.Row("grading", "the longest", "ours", 1.0, "theirs", 5.0, "s", target=3.0),
+            bench.Row("grading", "no target", "ours", 1.0, "theirs", 0.98, "s")]
+    shown = {}
+    monkeypatch.setattr(plt, "close", lambda fig: shown.setdefault("fig", fig))
+    bench.plot(rows, tmp_path / "p.png")
+    fig = shown["fig"]
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    right = ax.get_xlim()[1]
+    labels = {t.get_text().strip(): t.get_position()[0] for t in ax.texts}
+    assert labels["2.83x"] >= 3.0  # not on the target mark it falls short of
+    assert labels["5.00x"] == 5.0 and labels["0.98x"] == 0.98
+    renderer = fig.canvas.get_renderer()
+    for text in ax.texts:  # whole, inside the axes
+        assert text.get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1
+    assert right > 5.0
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y0 >= ax.get_window_extent(renderer).y1 - 1  # above the bars
+    plt.close(fig)
+
+
 def test_unknown_section_is_refused(tmp_path):
     with pytest.raises(CourseError, match="unknown bench section"):
         bench.run(["speed"], out=tmp_path, say=lambda s: None)
