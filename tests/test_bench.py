@@ -53,9 +53,10 @@ def test_the_plot_hides_no_bar_label_or_target(tmp_path, monkeypatch):
     rows = [bench.Row("grading", "short of it", "ours", 1.0, "theirs", 2.83, "s", target=3.0),
             bench.Row("grading", "the longest", "ours", 1.0, "theirs", 5.0, "s", target=3.0),
             bench.Row("grading", "no target", "ours", 1.0, "theirs", 0.98, "s")]
-    shown = {}
+    shown, close = {}, plt.close
     monkeypatch.setattr(plt, "close", lambda fig: shown.setdefault("fig", fig))
     bench.plot(rows, tmp_path / "p.png")
+    monkeypatch.setattr(plt, "close", close)
     fig = shown["fig"]
     ax = fig.axes[0]
     fig.canvas.draw()

@@ -235,10 +235,23 @@ def test_without_a_template_the_worker_starts_as_a_process(templates, monkeypatc
         worker.close()
 
 
-def test_a_template_that_ends_before_it_answers_is_asked_again(templates, monkeypatch):
+@pytest.mark.parametrize("when", ["before the request", "any time"])
+def test_a_template_that_ends_before_it_answers_is_asked_again(when, templates, monkeypatch):
     """A template that ends with a grader's request queued (killed as it arrived) closes the
-    grader's connection unanswered: the grader asks once more, and the server starts another."""
+    grader's connection unanswered, or before the grader could send its request (a broken
+    pipe): either way the grader asks once more, and the server starts another."""
     real, dropped = forkserver._broker, []
+    if when == "before the request":  # the grader sends it only once the first ask was dropped
+        send = socket.send_fds
+
+        def send_late(sock, *args, **kwargs):
+            sent = send(sock, *args, **kwargs)
+            deadline = time.monotonic() + 10
+            while sock is zygote.BROKER and not dropped and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return sent
+
+        monkeypatch.setattr(socket, "send_fds", send_late)
 
     def drop_the_first(broker, running):
         if dropped:

@@ -168,6 +168,9 @@ def _ask(broker: socket.socket, env: dict[str, str], preload: list[str],
         if not data:
             raise _Ended("the worker template stopped")
         reply = json.loads(data)
+    except (BrokenPipeError, ConnectionResetError):  # it closed before the request was sent
+        mine.close()
+        raise _Ended("the worker template stopped") from None
     except (OSError, ValueError) as exc:
         mine.close()
         raise Unavailable(f"the worker template failed ({exc})") from None
