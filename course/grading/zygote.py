@@ -161,14 +161,11 @@ def _ask(broker: socket.socket, env: dict[str, str], preload: list[str],
         socket.send_fds(mine, [json.dumps({**request, "env": env}).encode()], fds)
         if not select.select([mine], [], [], START_TIMEOUT_S)[0]:
             raise Unavailable("the worker template did not answer")
-        try:
-            data = mine.recv(65536)
-        except ConnectionResetError:
-            data = b""
+        data = mine.recv(65536)
         if not data:
             raise _Ended("the worker template stopped")
         reply = json.loads(data)
-    except (BrokenPipeError, ConnectionResetError):  # it closed before the request was sent
+    except (BrokenPipeError, ConnectionResetError):  # it closed before or after the request
         mine.close()
         raise _Ended("the worker template stopped") from None
     except (OSError, ValueError) as exc:
