@@ -4,6 +4,7 @@ limits and failure messages. (Real assignments are graded in test_grading.py.)""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -488,6 +489,44 @@ def test_modules_imported_later_load_in_the_background(tmp_path, monkeypatch) ->
         sys.modules.pop(name, None)
 
 
+def test_the_reaper_ends_as_soon_as_its_worker_does(tmp_path) -> None:
+    """The reaper is woken by its worker's exit (a pidfd), not found at its next look at the
+    scratch folder: with looks 60 s apart it still ends within seconds of the worker (the
+    grader waits for that at the end of every grading)."""
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd on this platform (the reaper looks every TICK_S instead)")
+    lifeline_r, lifeline_w = os.pipe()
+    status_r, status_w = os.pipe()
+    spec = {"lifeline": lifeline_r, "status": status_w}
+    code = ("import json, sys\nfrom course.grading import reaper\nreaper.TICK_S = 60\n"
+            "reaper.main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(spec), "--",
+                             sys.executable, "-c", "raise SystemExit(3)"],
+                            pass_fds=(lifeline_r, status_w))
+    os.close(lifeline_r)
+    os.close(status_w)
+    try:
+        assert proc.wait(timeout=30) == 3  # the worker's status, long before a 60 s look
+    finally:
+        proc.kill()
+        os.close(lifeline_w)
+        os.close(status_r)
+
+
+def test_waiting_for_a_worker_process_returns_its_status_or_times_out() -> None:
+    from course.grading.sandbox import _wait
+
+    quick = subprocess.Popen([sys.executable, "-c", "raise SystemExit(5)"])
+    assert _wait(quick, 30) == 5 and _wait(quick, 1) == 5  # reaped: asked again
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            _wait(slow, 0.2)
+    finally:
+        slow.kill()
+        slow.wait()
+
+
 def test_expect_close_reports_counts_and_the_hint_never_the_reference() -> None:
     from course.grading.checks import expect_close
 
@@ -728,6 +767,8 @@ def test_the_graders_pytest_takes_no_options_from_the_callers_shell(monkeypatch,
     cmd, env = calls[-1]
     assert "PYTEST_ADDOPTS" not in env and "-x" not in cmd and "--pdb" not in cmd
     assert env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
+    # nor pytest's own plugin that ends every run with a full garbage collection (0.15 s)
+    assert "no:unraisableexception" in cmd
 
 
 def test_the_grader_can_drive_a_training_step_in_the_worker(tmp_path, release):

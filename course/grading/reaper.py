@@ -33,6 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+#: How often the reaper looks at the worker's scratch folder (and, without a pidfd, whether
+#: the worker exited).
+TICK_S = 0.1
 PID = struct.Struct("!Q")
 
 
@@ -256,9 +259,15 @@ def serve(spec: dict, start: Callable[[], int]) -> None:
     spare = {worker}
     os.write(status, PID.pack(worker))
     worker_status: int | None = None
+    # the worker's exit wakes the loop at once where Linux gives a pidfd (the grader waits for
+    # it at the end of every grading: up to a tenth of a second otherwise)
+    try:
+        exited = [os.pidfd_open(worker)]
+    except (AttributeError, OSError):
+        exited = []
     while True:
-        ready = select.select([lifeline], [], [], 0.1)[0]
-        if ready:
+        ready = select.select([lifeline, *exited], [], [], TICK_S)[0]
+        if lifeline in ready:
             try:
                 data = os.read(lifeline, 64)
             except OSError:

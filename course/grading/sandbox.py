@@ -694,7 +694,7 @@ class WorkerProcess:
     def wait_exit(self, timeout: float = 5.0) -> int | None:
         assert self.proc is not None
         try:
-            return self.proc.wait(timeout)
+            return _wait(self.proc, timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             return self.proc.returncode
@@ -720,7 +720,7 @@ class WorkerProcess:
         if self.cgroup is not None:
             self.cgroup.kill_all()
         try:
-            self.proc.wait(10)
+            _wait(self.proc, 10)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
 
@@ -730,7 +730,7 @@ class WorkerProcess:
             self._pause(False)
             try:
                 protocol.write_frame(self._to_worker, {"op": "exit"})
-                self.proc.wait(2)
+                _wait(self.proc, 2)
             except (OSError, subprocess.TimeoutExpired, protocol.ProtocolError):
                 pass
         self.kill()
@@ -746,6 +746,24 @@ class WorkerProcess:
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
         self.proc = None
+
+
+def _wait(proc: Any, timeout: float) -> int:
+    """``proc.wait(timeout)``, woken by the exit itself where Linux gives a pidfd: Popen's own
+    wait polls with sleeps of up to 50 ms, which the end of every grading paid (0.12 s in
+    all: the worker's exit and its reaper's, measured)."""
+    if isinstance(proc, subprocess.Popen) and proc.returncode is None and hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:  # reaped already, or no pidfd in this kernel
+            pass
+        else:
+            try:
+                if not select.select([fd], [], [], timeout)[0]:
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+            finally:
+                os.close(fd)
+    return proc.wait(timeout)
 
 
 def describe_exit(code: int | None) -> str:
