@@ -489,6 +489,22 @@ def test_modules_imported_later_load_in_the_background(tmp_path, monkeypatch) ->
         sys.modules.pop(name, None)
 
 
+def test_a_slice_crosses_to_the_worker_as_its_own_elements() -> None:
+    """torch.save writes a view's whole storage: a contiguous slice is sent as a copy of its
+    elements (same values, shape, strides and requires_grad); a non-contiguous view keeps its
+    layout (storage and all), and a whole tensor is sent as it is."""
+    X = torch.randn(1000, 10, generator=torch.Generator().manual_seed(0))
+    rows = protocol.encode({"x": [X[:5]]})["x"][0]
+    assert torch.equal(rows, X[:5]) and rows.stride() == X[:5].stride()
+    assert rows.untyped_storage().nbytes() == 5 * 10 * 4
+    assert len(protocol.dumps(rows)) < len(protocol.dumps(X[:5])) / 10
+    assert protocol.encode(X) is X
+    cols = X[:, :3]
+    assert protocol.encode(cols) is cols  # its strides are part of the test's input
+    w = torch.randn(100, 3, requires_grad=True)
+    assert protocol.encode(w[:2]).requires_grad and protocol.encode(w[:2]).is_leaf
+
+
 def test_the_reaper_ends_as_soon_as_its_worker_does(tmp_path) -> None:
     """The reaper is woken by its worker's exit (a pidfd), not found at its next look at the
     scratch folder: with looks 60 s apart it still ends within seconds of the worker (the
