@@ -6,7 +6,9 @@ Each test names the nbgrader grade cell its points go to. Student code runs in t
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import torch
 
 from course.data import load_mnist
 from course.grading.checks import (
+    ComputedLater,
     ImportedLater,
     best_seconds,
     expect,
@@ -97,9 +100,41 @@ STAND_INS = {"pairwise_sq_dists": reference_pairwise, "assign_clusters": referen
 
 
 
+@functools.cache
+def mnist_test_rows() -> tuple[torch.Tensor, torch.Tensor]:
+    return load_mnist("test", flatten=True)
+
+
 @pytest.fixture(scope="module")
 def mnist10k() -> tuple[torch.Tensor, torch.Tensor]:
-    return load_mnist("test", flatten=True)
+    return mnist_test_rows()
+
+
+# References that do not depend on the submission: computed while the grader waits for its
+# worker to start (ComputedLater), not in the tests that compare with them
+@ComputedLater
+def sklearn_kmeans_mnist() -> tuple[torch.Tensor, float]:
+    """scikit-learn's Lloyd iterations (float64) on MNIST-10k from the prescribed start: its
+    centres and inertia."""
+    X, _ = mnist_test_rows()
+    init = X[init_indices(len(X), K, 0)].numpy().astype(np.float64)
+    km = SKLEARN["sklearn.cluster"].KMeans(n_clusters=K, init=init, n_init=1, max_iter=N_ITERS,
+                                           tol=0.0, algorithm="lloyd")
+    km.fit(X.numpy().astype(np.float64))
+    return torch.from_numpy(km.cluster_centers_), float(km.inertia_)
+
+
+@ComputedLater
+def sklearn_pca_mnist() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's PCA of the first N_PCA MNIST test images, N_PCA_COMPONENTS components:
+    its components and Z."""
+    X = mnist_test_rows()[0][:N_PCA].double().numpy()
+    sk = SKLEARN["sklearn.decomposition"].PCA(n_components=N_PCA_COMPONENTS,
+                                              svd_solver="full").fit(X)
+    return torch.from_numpy(sk.components_), torch.from_numpy(sk.transform(X))
+
+
+N_PCA, N_PCA_COMPONENTS = 500, 20
 
 
 @pytest.fixture(scope="module")
@@ -331,20 +366,16 @@ def test_kmeans_matches_sklearn(kmeans_mnist, mnist10k):
     X, _ = mnist10k
     C = expect_tensor(kmeans_mnist.value[0], "C", shape=(K, 784), floating=True)
     expect_finite(C, "C")
-    init = X[init_indices(len(X), K, 0)].numpy().astype(np.float64)
-    KMeans = SKLEARN["sklearn.cluster"].KMeans
-    km = KMeans(n_clusters=K, init=init, n_init=1, max_iter=N_ITERS, tol=0.0,
-                algorithm="lloyd").fit(X.numpy().astype(np.float64))
     # a correct run differs from scikit-learn's float64 run by a few boundary points at most
     # (centres within 0.3%); another start lands elsewhere (centres ~100% away)
-    ref = torch.from_numpy(km.cluster_centers_)
+    ref, ref_inertia = sklearn_kmeans_mnist()
     moved = float(((C.double() - ref).norm(dim=1) / ref.norm(dim=1)).max())
     expect(moved <= 0.05, f"the final centres are up to {100 * moved:.0f}% away from "
            "scikit-learn's Lloyd iterations from the same starting points: start from "
            "X[torch.randperm(N, generator=g)[:k]] with g = torch.Generator().manual_seed(seed), "
            "in that order")
     ours = inertia_of(X, C.float())
-    rel = abs(ours - km.inertia_) / km.inertia_
+    rel = abs(ours - ref_inertia) / ref_inertia
     expect(rel <= 1e-3, f"the final inertia differs from scikit-learn's Lloyd iterations from "
            f"the same starting points by {100 * rel:.2f}% (allowed 0.1%): check the update "
            "step (means of the assigned points) and the number of iterations")
@@ -447,15 +478,20 @@ def _pca(submission, X: torch.Tensor, n: int) -> tuple:
     return tuple(out)
 
 
-def _check_pca(submission, X: torch.Tensor, n: int, what: str) -> None:
-    """Components and Z against scikit-learn (the ratios have their own test)."""
+def _check_pca(submission, X: torch.Tensor, n: int, what: str,
+               reference: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+    """Components and Z against scikit-learn's (``reference()`` gives them when they were
+    computed beforehand; the ratios have their own test)."""
     Z, comps, _ = _pca(submission, X, n)
     expect_tensor(Z, "Z", shape=(len(X), n), floating=True)
     expect_tensor(comps, "components", shape=(n, X.shape[1]), floating=True)
-    PCA = SKLEARN["sklearn.decomposition"].PCA
-    sk = PCA(n_components=n, svd_solver="full").fit(X.double().numpy())
-    ref_c = torch.from_numpy(sk.components_)
-    ref_z = torch.from_numpy(sk.transform(X.double().numpy()))
+    if reference is None:
+        sk = SKLEARN["sklearn.decomposition"].PCA(n_components=n, svd_solver="full")
+        sk.fit(X.double().numpy())
+        ref_c, ref_z = torch.from_numpy(sk.components_), torch.from_numpy(
+            sk.transform(X.double().numpy()))
+    else:
+        ref_c, ref_z = reference()
     expect_close(_aligned(comps.T, ref_c.T).T, ref_c, f"components ({what})", rtol=1e-3, atol=1e-3)
     expect_close(_aligned(Z, ref_z), ref_z, f"Z ({what})", rtol=1e-3, atol=1e-3)
 
@@ -501,7 +537,7 @@ def test_pca_matches_sklearn(submission):
 def test_pca_on_mnist(submission, mnist10k):
     """pca: equals scikit-learn's PCA on 500 MNIST images, 20 components"""
     X, _ = mnist10k
-    _check_pca(submission, X[:500], 20, "MNIST")
+    _check_pca(submission, X[:N_PCA], N_PCA_COMPONENTS, "MNIST", sklearn_pca_mnist)
 
 
 @points(0.5, cell="test_pca")

@@ -489,6 +489,86 @@ def test_modules_imported_later_load_in_the_background(tmp_path, monkeypatch) ->
         sys.modules.pop(name, None)
 
 
+def test_references_computed_later_are_computed_once_where_first_needed(monkeypatch) -> None:
+    """A ComputedLater nobody started is computed by its first caller, once; one whose thread
+    has not come to it yet is computed by the caller at once (not after the thread's earlier
+    work); a computation that failed in the thread raises its real error where it is asked
+    for; and the thread skips what a caller computed."""
+    from course.grading import checks
+
+    monkeypatch.setattr(checks, "_NOT_STARTED", [])
+    calls: list[str] = []
+    release_slow = threading.Event()
+
+    @checks.ComputedLater
+    def slow() -> int:
+        calls.append("slow")
+        release_slow.wait(30)
+        return 1
+
+    @checks.ComputedLater
+    def quick() -> int:
+        calls.append(f"quick in {threading.current_thread().name}")
+        return 2
+
+    @checks.ComputedLater
+    def broken() -> int:
+        calls.append("broken")
+        raise ValueError("broken on purpose")
+
+    assert calls == [] and quick.__doc__ is None and slow.__name__ == "slow"
+    checks.start_computing()
+    assert checks._NOT_STARTED == []
+    for _ in range(300):  # the thread takes up "slow" and blocks in it
+        if calls:
+            break
+        threading.Event().wait(0.01)
+    assert calls == ["slow"]
+    assert quick() == 2 and calls == ["slow", "quick in MainThread"]  # not after "slow"
+    release_slow.set()
+    assert slow() == 1 and quick() == 2
+    with pytest.raises(ValueError, match="broken on purpose"):
+        broken()
+    assert calls.count("slow") == 1 and calls.count("quick in MainThread") == 1
+    assert calls.count("broken") == 2  # in the thread, then again for the test that asks
+
+    @checks.ComputedLater
+    def never_started() -> int:
+        calls.append("inline")
+        return 3
+
+    assert never_started() == 3 and never_started() == 3 and calls.count("inline") == 1
+
+
+def test_the_plugin_computes_references_after_collection(tmp_path) -> None:
+    """A hidden-test file's ComputedLater is not started at import (collection runs beside
+    the worker's start and must not be slowed) but in the background once the tests are
+    collected, before any test asks for it; the imports' objects are frozen out of the
+    garbage collector's full passes by then."""
+    (tmp_path / "test_later.py").write_text(
+        "import gc, threading\n"
+        "from course.grading import checks\n"
+        "seen = []\n"
+        "@checks.ComputedLater\n"
+        "def reference():\n"
+        "    seen.append(threading.current_thread().name)\n"
+        "    return 42\n"
+        "AT_IMPORT = list(seen)\n"
+        "@checks.points(1, cell='test_cell')\n"
+        "def test_reference():\n"
+        "    assert AT_IMPORT == []\n"
+        "    assert reference() == 42\n"
+        "    assert seen == ['computed-later'], seen\n"
+        "    assert gc.get_freeze_count() > 0\n")
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "course.grading.plugin", "-o", "addopts=",
+                           str(tmp_path / "test_later.py")], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
 def test_a_slice_crosses_to_the_worker_as_its_own_elements() -> None:
     """torch.save writes a view's whole storage: a contiguous slice is sent as a copy of its
     elements (same values, shape, strides and requires_grad); a non-contiguous view keeps its
