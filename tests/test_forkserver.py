@@ -169,7 +169,7 @@ def test_a_class_run_falls_back_to_processes_when_the_server_is_gone(tmp_path, m
     code, log = runner.run_hidden_tests(job, runner.Settings(threads=1), tmp_path / "r.json",
                                         pool=pool)
     assert (code, log) == (0, "plain grader ran")
-    assert len(started) == 1 and started[0][1:4] == ["-P", "-m", "pytest"]
+    assert len(started) == 1 and started[0][1:4] == ["-P", "-m", "course.grading.start"]
     assert len(discarded) == 1 and discarded[0][0].endswith("test_01_kmeans.py")
 
 

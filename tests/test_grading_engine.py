@@ -340,6 +340,80 @@ def test_the_worker_boots_while_tests_are_collected_and_serves_the_submission(tm
     assert listing._course_launched is None
 
 
+def test_a_worker_launched_before_pytest_is_adopted_only_for_the_same_request(tmp_path, release):
+    """course.grading.start launches the worker before pytest loads; the plugin takes that
+    worker when the command line asks for the same one, stops it and launches its own when
+    it asks for another, and stops it when the run grades nothing."""
+    from course.grading import plugin, session
+
+    nb = notebook(tmp_path / "sub.ipynb", SETUP, cell(GOOD, "double", solution=True))
+    same = session.WorkerRequest("cpu", 0, False, str(release))
+    session.prelaunch(same)
+    early = session._prelaunched[1]
+    config = _Options(**{"--submission": str(nb), "--release": str(release)})
+    plugin.pytest_configure(config)
+    assert config._course_launched is early and session._prelaunched is None
+    plugin.pytest_unconfigure(config)
+
+    session.prelaunch(session.WorkerRequest("cpu", 3, False, str(release)))  # other threads
+    other = session._prelaunched[1]
+    config = _Options(**{"--submission": str(nb), "--release": str(release)})
+    plugin.pytest_configure(config)
+    assert config._course_launched is not other and config._course_launched is not None
+    assert other.proc is None  # stopped
+    plugin.pytest_unconfigure(config)
+
+    session.prelaunch(same)
+    unused = session._prelaunched[1]
+    plugin.pytest_configure(_Options(**{"--submission": str(nb), "collectonly": True}))
+    assert unused.proc is None and session._prelaunched is None
+
+
+def test_start_reads_the_plugins_worker_options_without_pytest() -> None:
+    from course.grading.session import WorkerRequest
+    from course.grading.start import worker_request
+
+    argv = ["tests.py", "-p", "course.grading.plugin", "-o", "addopts=", "--rootdir", "r",
+            "--submission", "s.ipynb", "--release", "r.ipynb", "--device", "cuda",
+            "--budget", "900", "--threads", "2", "--report", "x.json"]
+    assert worker_request(argv) == WorkerRequest("cuda", 2, False, "r.ipynb")
+    assert worker_request([*argv, "--allow-weak-isolation"]).allow_weak_isolation
+    assert worker_request([*argv, "--collect-only"]) is None
+    assert worker_request(["tests.py", "-q"]) is None  # grades nothing
+    assert worker_request([*argv, "--threads", "two"]) is None  # pytest says what is wrong
+
+
+def test_a_started_grader_launches_its_worker_before_it_imports_pytest(tmp_path, release):
+    """The runner starts graders with ``python -P -m course.grading.start``: the worker is
+    launched before pytest is imported, once (the plugin adopts it), and the grading runs."""
+    nb = notebook(tmp_path / "sub.ipynb", SETUP, cell(GOOD, "double", solution=True), TEST)
+    (tmp_path / "test_hidden.py").write_text(
+        "import torch\nfrom course.grading.checks import points\n"
+        "@points(1, cell='test_double')\n"
+        "def test_double(submission):\n"
+        "    assert submission.call('double', torch.ones(1)).item() == 2\n")
+    spy = ("import sys\nfrom course.grading import session, start\n"
+           "real = session.WorkerRequest.launch\n"
+           "def launch(self):\n"
+           "    print('launch; pytest loaded:', 'pytest' in sys.modules, flush=True)\n"
+           "    return real(self)\n"
+           "session.WorkerRequest.launch = launch\n"
+           "sys.exit(start.main(sys.argv[1:]))\n")
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", spy, str(tmp_path / "test_hidden.py"),
+         "-p", "course.grading.plugin", "-p", "no:cacheprovider", "-o", "addopts=", "-q",
+         "--rootdir", str(tmp_path), "--submission", str(nb), "--release", str(release),
+         "--threads", "1", "--report", str(report)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert out.count("launch; pytest loaded:") == 1, out[-3000:]
+    assert "launch; pytest loaded: False" in out
+    assert json.loads(report.read_text())["records"][0]["passed"]
+
+
 def test_the_worker_ends_without_the_interpreters_teardown(tmp_path, release):
     """Told to exit, the worker leaves at once (the teardown of torch costs most of a second
     per grading): what the notebook printed is kept, its atexit handlers never run."""
@@ -865,6 +939,8 @@ def test_the_graders_pytest_takes_no_options_from_the_callers_shell(monkeypatch,
     assert env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] == "1"
     # nor pytest's own plugin that ends every run with a full garbage collection (0.15 s)
     assert "no:unraisableexception" in cmd
+    # and its worker is launched before pytest loads
+    assert cmd[1:4] == ["-P", "-m", "course.grading.start"]
 
 
 def test_the_grader_can_drive_a_training_step_in_the_worker(tmp_path, release):

@@ -29,14 +29,14 @@ import pytest
 from course.errors import CourseError
 from course.grading import plaintext
 from course.grading.boot import leave_now
-from course.grading.notebook import preloads
-from course.grading.sandbox import Limits
 from course.grading.session import (
     Budget,
     GraderFault,
     StudentFailure,
     Submission,
-    launch_worker,
+    WorkerRequest,
+    discard_prelaunched,
+    take_prelaunched,
 )
 
 if TYPE_CHECKING:  # torch loads with the hidden tests, after the worker was started
@@ -69,12 +69,17 @@ def pytest_configure(config: pytest.Config) -> None:
         # imports torch and the hidden tests (nothing it loaded so far imports torch: the two
         # imports take two cores at once); it runs nothing of the student's before the first
         # test asks
-        try:
-            release = config.getoption("--release", None)
-            config._course_launched = launch_worker(  # type: ignore[attr-defined]
-                *_worker_options(config), preload=preloads(Path(release)) if release else ())
-        except OSError:
-            pass  # the submission fixture starts one, and says why if it cannot
+        # a grader started by course.grading.start launched it before pytest loaded
+        request = _worker_request(config)
+        launched = take_prelaunched(request)
+        if launched is None:
+            try:
+                launched = request.launch()
+            except OSError:
+                pass  # the submission fixture starts one, and says why if it cannot
+        config._course_launched = launched  # type: ignore[attr-defined]
+    else:
+        discard_prelaunched()
 
 
 @pytest.hookimpl(trylast=True)
@@ -89,10 +94,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         leave_now(int(session.exitstatus))
 
 
-def _worker_options(config: pytest.Config) -> tuple[str, Limits, str]:
-    """device, limits and the isolation required, from the command line."""
-    return (config.getoption("--device"), Limits(threads=config.getoption("--threads")),
-            "weak" if config.getoption("--allow-weak-isolation") else "contained")
+def _worker_request(config: pytest.Config) -> WorkerRequest:
+    """The worker the command line asks for."""
+    return WorkerRequest(config.getoption("--device"), config.getoption("--threads"),
+                         bool(config.getoption("--allow-weak-isolation")),
+                         config.getoption("--release", None))
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
@@ -143,11 +149,11 @@ def submission(request: pytest.FixtureRequest, device: str):
     if not nb or not rel:
         pytest.exit("--submission and --release are required", returncode=4)
     launched, cfg._course_launched = cfg._course_launched, None  # type: ignore[attr-defined]
-    _, limits, min_isolation = _worker_options(cfg)
+    request = _worker_request(cfg)
     try:
-        sub = Submission(Path(nb), Path(rel), device=device, limits=limits,
+        sub = Submission(Path(nb), Path(rel), device=device, limits=request.limits,
                          budget=Budget(total_s=cfg.getoption("--budget")),
-                         min_isolation=min_isolation, launched=launched)
+                         min_isolation=request.min_isolation, launched=launched)
     except BaseException:
         if launched is not None:
             launched.close()

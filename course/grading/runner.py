@@ -185,8 +185,9 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
     # -P: the grader imports the installed course package, the one this process runs and the
     # worker may read, not a copy that happens to sit in the working folder (Gradescope's
     # /autograder/source, unreadable to the worker's own uid)
+    # course.grading.start: pytest, with the submission's worker launched before pytest loads
     cmd = [
-        sys.executable, "-P", "-m", "pytest", str(hidden_tests(job.assignment, root)),
+        sys.executable, "-P", "-m", "course.grading.start", str(hidden_tests(job.assignment, root)),
         "-p", "course.grading.plugin", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
         "--assert=plain",
         "-o", "addopts=", "-q", "--no-header", "--tb=no", "-rN",

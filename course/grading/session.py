@@ -61,6 +61,62 @@ class Budget:
     max_restarts: int = 3
 
 
+@dataclass(frozen=True)
+class WorkerRequest:
+    """The worker a grader asks for, from the plugin's options (``--device``, ``--threads``,
+    ``--allow-weak-isolation``, ``--release``)."""
+
+    device: str = "cpu"
+    threads: int = 0
+    allow_weak_isolation: bool = False
+    release: str | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(threads=self.threads)
+
+    @property
+    def min_isolation(self) -> str:
+        return "weak" if self.allow_weak_isolation else "contained"
+
+    def launch(self) -> WorkerProcess:
+        return launch_worker(self.device, self.limits, self.min_isolation,
+                             preload=preloads(Path(self.release)) if self.release else ())
+
+
+#: The worker :mod:`course.grading.start` launched before pytest loaded, with its request.
+_prelaunched: tuple[WorkerRequest, WorkerProcess] | None = None
+
+
+def prelaunch(request: WorkerRequest) -> None:
+    """Launch the worker for ``request`` now, for the plugin to adopt (see
+    :func:`take_prelaunched`); where it cannot start, the plugin tries again and says why."""
+    global _prelaunched
+    discard_prelaunched()
+    try:
+        _prelaunched = (request, request.launch())
+    except OSError:
+        _prelaunched = None
+
+
+def take_prelaunched(request: WorkerRequest) -> WorkerProcess | None:
+    """The worker launched for ``request`` before pytest loaded (once); a worker launched for
+    another request (the plugin read the options differently) is stopped, and None returned."""
+    global _prelaunched
+    held, _prelaunched = _prelaunched, None
+    if held is None:
+        return None
+    if held[0] == request:
+        return held[1]
+    held[1].close()
+    return None
+
+
+def discard_prelaunched() -> None:
+    """Stop a launched worker nobody adopted."""
+    take_prelaunched(WorkerRequest(device="\0none"))
+
+
 def launch_worker(device: str, limits: Limits, min_isolation: str,
                   preload: tuple[str, ...] = ()) -> WorkerProcess:
     """A worker process for a submission, started now and left booting (it imports torch,
