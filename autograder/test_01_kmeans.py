@@ -16,9 +16,9 @@ import torch
 
 from course.data import load_mnist
 from course.grading.checks import (
-    ComputedLater,
     ImportedLater,
     best_seconds,
+    computed_later,
     expect,
     expect_close,
     expect_device,
@@ -110,9 +110,9 @@ def mnist10k() -> tuple[torch.Tensor, torch.Tensor]:
     return mnist_test_rows()
 
 
-# References that do not depend on the submission: computed while the grader waits for its
-# worker to start (ComputedLater), not in the tests that compare with them
-@ComputedLater
+# References that do not depend on the submission: computed in the grader's idle time once
+# scikit-learn is imported (checks.ComputedLater), not in the tests that compare with them
+@computed_later(SKLEARN)
 def sklearn_kmeans_mnist() -> tuple[torch.Tensor, float]:
     """scikit-learn's Lloyd iterations (float64) on MNIST-10k from the prescribed start: its
     centres and inertia."""
@@ -124,7 +124,7 @@ def sklearn_kmeans_mnist() -> tuple[torch.Tensor, float]:
     return torch.from_numpy(km.cluster_centers_), float(km.inertia_)
 
 
-@ComputedLater
+@computed_later(SKLEARN)
 def sklearn_pca_mnist() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's PCA of the first N_PCA MNIST test images, N_PCA_COMPONENTS components:
     its components and Z."""

@@ -614,6 +614,41 @@ def test_references_computed_later_are_computed_once_where_first_needed(monkeypa
     assert never_started() == 3 and never_started() == 3 and calls.count("inline") == 1
 
 
+def test_references_computed_later_wait_for_their_imports_and_never_beside_a_request(
+        monkeypatch) -> None:
+    """The background thread computes a reference only once what it needs is imported, and
+    only while no request of the worker is running (a call whose time is judged keeps the
+    cores): held by a request, the reference waits for it to end."""
+    from course.grading import checks, session
+
+    monkeypatch.setattr(checks, "_NOT_STARTED", [])
+    imported = threading.Event()
+
+    class Imports:  # stands in for an ImportedLater
+        def wait(self) -> None:
+            imported.wait(30)
+
+    calls: list[str] = []
+
+    @checks.computed_later(Imports())
+    def reference() -> int:
+        calls.append(threading.current_thread().name)
+        return 7
+
+    checks.start_computing()
+    threading.Event().wait(0.3)
+    assert calls == []  # the worker is free, but scikit-learn (say) is still importing
+    with session.WORKER_BUSY:  # a request is running
+        imported.set()
+        threading.Event().wait(0.3)
+        assert calls == []  # imported, but the worker is busy
+    for _ in range(300):
+        if calls:
+            break
+        threading.Event().wait(0.01)
+    assert calls == ["computed-later"] and reference() == 7
+
+
 def test_the_plugin_computes_references_after_collection(tmp_path) -> None:
     """A hidden-test file's ComputedLater is not started at import (collection runs beside
     the worker's start and must not be slowed) but in the background once the tests are

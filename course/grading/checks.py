@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import torch
 
-from course.grading.session import StudentFailure
+from course.grading.session import WORKER_BUSY, StudentFailure
 
 
 def points(n: float, cell: str) -> pytest.MarkDecorator:
@@ -131,11 +131,16 @@ class ImportedLater:
             except Exception:  # noqa: BLE001 - __getitem__ raises it where a test needs it
                 pass
 
+    def wait(self) -> None:
+        """Wait until the imports were tried."""
+        self._thread.join()
+
     def __getitem__(self, name: str) -> ModuleType:
         if name not in self.names:
             raise KeyError(f"{name} is not among the modules imported later ({self.names})")
         self._thread.join()
         return importlib.import_module(name)
+
 
 
 
@@ -147,18 +152,20 @@ _CLAIMS = threading.Lock()
 class ComputedLater:
     """A grader-side reference that does not depend on the submission (scikit-learn's
     k-means of MNIST from the prescribed start: 0.3 to 0.5 s here), computed in a background
-    thread while the grader waits for its worker to start, instead of inside the test that
-    needs it. Decorate a function of no arguments; calling the result returns its value: at
-    once when the thread has computed it, after the thread when it is computing it, and
-    computed there and then when the thread has not come to it yet. The thread starts when the
-    grader has collected its tests (:func:`start_computing`), not at import: collecting runs
-    beside the worker's start, on the other core, and must not be slowed. Never started (a run
-    without the plugin), the value is computed where it is first asked for; a computation that
-    failed in the thread is done again there, so the test that needs it reports the real
-    error."""
+    thread in the grader's idle time instead of inside the test that needs it: while it waits
+    for its worker to start, and between the worker's requests, never during one
+    (:data:`course.grading.session.WORKER_BUSY`: a call whose time is judged keeps the cores).
+    ``after``: what it needs first, waited for outside that (an :class:`ImportedLater`).
+    Calling it returns its value: at once when the thread has computed it, after the thread
+    when it is computing it, and computed there and then when the thread has not come to it
+    yet. The thread starts when the grader has collected its tests (:func:`start_computing`),
+    not at import: collecting runs beside the worker's start, on the other core. Never started
+    (a run without the plugin), the value is computed where it is first asked for; a
+    computation that failed in the thread is done again there, so the test that needs it
+    reports the real error. Use ``@ComputedLater`` or ``@computed_later(SKLEARN)``."""
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn = fn
+    def __init__(self, fn: Callable[[], Any], after: tuple[ImportedLater, ...] = ()) -> None:
+        self.fn, self.after = fn, tuple(after)
         self.__name__, self.__doc__ = fn.__name__, fn.__doc__
         self._claimed = False  # the thread or a caller computes it (once)
         self._done = threading.Event()
@@ -181,11 +188,23 @@ class ComputedLater:
             self._done.set()
         return self._value
 
+    def _compute_in_background(self) -> None:
+        for needed in self.after:
+            needed.wait()
+        with WORKER_BUSY:  # not beside a request of the worker
+            if self._claim():
+                self._compute(background=True)
+
     def __call__(self) -> Any:
         if self._claim():
             return self._compute(background=False)
         self._done.wait()
         return self._value if self._ok else self.fn()
+
+
+def computed_later(*after: ImportedLater) -> Callable[[Callable[[], Any]], ComputedLater]:
+    """``@computed_later(SKLEARN)``: a :class:`ComputedLater` that waits for ``after`` first."""
+    return lambda fn: ComputedLater(fn, after)
 
 
 def start_computing() -> None:
@@ -196,8 +215,7 @@ def start_computing() -> None:
 
     def run() -> None:
         for item in todo:
-            if item._claim():
-                item._compute(background=True)
+            item._compute_in_background()
 
     if todo:
         threading.Thread(target=run, name="computed-later", daemon=True).start()

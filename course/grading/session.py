@@ -17,6 +17,7 @@ submission's total time budget.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,13 @@ from course.grading.sandbox import (
 
 __all__ = ["Submission", "StudentFailure", "Reply", "Remote", "Ref", "Gen", "GraderFault",
            "IsolationTooWeak"]
+
+
+#: Held while the worker runs a request (the notebook's code, its time judged): the grader's
+#: background references (:class:`course.grading.checks.ComputedLater`) compute only while
+#: it is free. Beside a call they shared the two cores with it: a 0.1 s PCA and the student's
+#: 0.3 s k-means both took 2.3 s (their thread pools spinning against each other).
+WORKER_BUSY = threading.RLock()
 
 
 class StudentFailure(AssertionError):
@@ -202,7 +210,8 @@ class Submission:
                 callbacks: dict[str, Callable[..., Any]] | None = None) -> Any:
         """One request; what it was charged (not the wall time) comes off the budget."""
         try:
-            return worker.request(message, limit, callbacks)
+            with WORKER_BUSY:
+                return worker.request(message, limit, callbacks)
         finally:
             self.used_s += worker.charged_s
 
