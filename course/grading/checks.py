@@ -142,8 +142,6 @@ class ImportedLater:
         return importlib.import_module(name)
 
 
-
-
 #: References waiting for :func:`start_computing` (the plugin calls it once tests are collected).
 _NOT_STARTED: list[ComputedLater] = []
 _CLAIMS = threading.Lock()

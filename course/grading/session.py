@@ -111,18 +111,19 @@ def take_prelaunched(request: WorkerRequest) -> WorkerProcess | None:
     """The worker launched for ``request`` before pytest loaded (once); a worker launched for
     another request (the plugin read the options differently) is stopped, and None returned."""
     global _prelaunched
-    held, _prelaunched = _prelaunched, None
-    if held is None:
-        return None
-    if held[0] == request:
-        return held[1]
-    held[1].close()
+    if _prelaunched is not None and _prelaunched[0] == request:
+        (_, worker), _prelaunched = _prelaunched, None
+        return worker
+    discard_prelaunched()
     return None
 
 
 def discard_prelaunched() -> None:
     """Stop a launched worker nobody adopted."""
-    take_prelaunched(WorkerRequest(device="\0none"))
+    global _prelaunched
+    held, _prelaunched = _prelaunched, None
+    if held is not None:
+        held[1].close()
 
 
 def launch_worker(device: str, limits: Limits, min_isolation: str,
