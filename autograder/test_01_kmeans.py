@@ -124,14 +124,17 @@ def sklearn_kmeans_mnist() -> tuple[torch.Tensor, float]:
     return torch.from_numpy(km.cluster_centers_), float(km.inertia_)
 
 
+def sklearn_pca(X: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's PCA (float64, full SVD) of X with n components: its components and Z."""
+    data = X.double().numpy()
+    sk = SKLEARN["sklearn.decomposition"].PCA(n_components=n, svd_solver="full").fit(data)
+    return torch.from_numpy(sk.components_), torch.from_numpy(sk.transform(data))
+
+
 @computed_later(SKLEARN)
 def sklearn_pca_mnist() -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's PCA of the first N_PCA MNIST test images, N_PCA_COMPONENTS components:
-    its components and Z."""
-    X = mnist_test_rows()[0][:N_PCA].double().numpy()
-    sk = SKLEARN["sklearn.decomposition"].PCA(n_components=N_PCA_COMPONENTS,
-                                              svd_solver="full").fit(X)
-    return torch.from_numpy(sk.components_), torch.from_numpy(sk.transform(X))
+    """sklearn_pca of the first N_PCA MNIST test images, N_PCA_COMPONENTS components."""
+    return sklearn_pca(mnist_test_rows()[0][:N_PCA], N_PCA_COMPONENTS)
 
 
 N_PCA, N_PCA_COMPONENTS = 500, 20
@@ -485,13 +488,7 @@ def _check_pca(submission, X: torch.Tensor, n: int, what: str,
     Z, comps, _ = _pca(submission, X, n)
     expect_tensor(Z, "Z", shape=(len(X), n), floating=True)
     expect_tensor(comps, "components", shape=(n, X.shape[1]), floating=True)
-    if reference is None:
-        sk = SKLEARN["sklearn.decomposition"].PCA(n_components=n, svd_solver="full")
-        sk.fit(X.double().numpy())
-        ref_c, ref_z = torch.from_numpy(sk.components_), torch.from_numpy(
-            sk.transform(X.double().numpy()))
-    else:
-        ref_c, ref_z = reference()
+    ref_c, ref_z = reference() if reference is not None else sklearn_pca(X, n)
     expect_close(_aligned(comps.T, ref_c.T).T, ref_c, f"components ({what})", rtol=1e-3, atol=1e-3)
     expect_close(_aligned(Z, ref_z), ref_z, f"Z ({what})", rtol=1e-3, atol=1e-3)
 
