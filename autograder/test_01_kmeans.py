@@ -7,6 +7,7 @@ Each test names the nbgrader grade cell its points go to. Student code runs in t
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable
 
@@ -30,8 +31,9 @@ from course.grading.checks import (
 )
 from course.grading.session import StudentFailure
 
-# scikit-learn (the references of three tests) loads while the first tests run
-SKLEARN = ImportedLater("sklearn.cluster", "sklearn.decomposition", "sklearn.metrics")
+# scikit-learn computes the references of four tests, which do not depend on the submission:
+# kept between gradings (checks.ComputedLater), so it is imported only when one is missing
+SKLEARN = ImportedLater("sklearn.cluster", "sklearn.decomposition", when_needed=True)
 
 K, N_ITERS = 10, 20
 
@@ -110,9 +112,10 @@ def mnist10k() -> tuple[torch.Tensor, torch.Tensor]:
     return mnist_test_rows()
 
 
-# References that do not depend on the submission: computed in the grader's idle time once
-# scikit-learn is imported (checks.ComputedLater), not in the tests that compare with them
-@computed_later(SKLEARN)
+# References that do not depend on the submission: kept between gradings, or computed in the
+# grader's idle time once scikit-learn is imported (checks.ComputedLater), never in the tests
+# that compare with them
+@computed_later(SKLEARN, kept=True)
 def sklearn_kmeans_mnist() -> tuple[torch.Tensor, float]:
     """scikit-learn's Lloyd iterations (float64) on MNIST-10k from the prescribed start: its
     centres and inertia."""
@@ -124,17 +127,57 @@ def sklearn_kmeans_mnist() -> tuple[torch.Tensor, float]:
     return torch.from_numpy(km.cluster_centers_), float(km.inertia_)
 
 
-def sklearn_pca(X: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's PCA (float64, full SVD) of X with n components: its components and Z."""
+def sklearn_pca(X: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """scikit-learn's PCA (float64, full SVD) of X with n components: its components, Z and
+    explained variance ratios."""
     data = X.double().numpy()
     sk = SKLEARN["sklearn.decomposition"].PCA(n_components=n, svd_solver="full").fit(data)
-    return torch.from_numpy(sk.components_), torch.from_numpy(sk.transform(data))
+    return (torch.from_numpy(sk.components_), torch.from_numpy(sk.transform(data)),
+            torch.from_numpy(sk.explained_variance_ratio_))
 
 
-@computed_later(SKLEARN)
-def sklearn_pca_mnist() -> tuple[torch.Tensor, torch.Tensor]:
+@computed_later(SKLEARN, kept=True)
+def sklearn_pca_mnist() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """sklearn_pca of the first N_PCA MNIST test images, N_PCA_COMPONENTS components."""
     return sklearn_pca(mnist_test_rows()[0][:N_PCA], N_PCA_COMPONENTS)
+
+
+def random_pca_data() -> torch.Tensor:
+    """300 points in 6 dimensions with correlated coordinates and a mean far from zero."""
+    g = gen(13)
+    return torch.randn(300, 6, generator=g) @ torch.randn(6, 6, generator=g) + 5.0
+
+
+@computed_later(SKLEARN, kept=True)
+def sklearn_pca_random() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """sklearn_pca of random_pca_data, 3 components."""
+    return sklearn_pca(random_pca_data(), 3)
+
+
+def normalized_mutual_info(labels_true: torch.Tensor, labels_pred: torch.Tensor) -> float:
+    """scikit-learn's normalized_mutual_info_score (arithmetic mean of the two entropies) of
+    two labelings of any dtype, in float64: 1 when both put everything in one cluster, 0 when
+    they share no information (tests/test_grading_engine.py checks it against scikit-learn's)."""
+    a = torch.unique(labels_true, return_inverse=True)[1].reshape(-1)
+    b = torch.unique(labels_pred, return_inverse=True)[1].reshape(-1)
+    ka, kb = int(a.max()) + 1 if a.numel() else 0, int(b.max()) + 1 if b.numel() else 0
+    if ka == kb and ka in (0, 1):
+        return 1.0
+    n = float(a.numel())
+    joint = torch.bincount(a * kb + b, minlength=ka * kb).reshape(ka, kb).double()
+    rows, cols = joint.sum(1), joint.sum(0)
+    nz = joint > 0
+    outer = rows[:, None] * cols[None, :]
+    mi = float((joint[nz] / n * (joint[nz].log() + math.log(n) - outer[nz].log())).sum())
+    mi = max(mi, 0.0)
+    if mi == 0:
+        return 0.0
+
+    def entropy(counts: torch.Tensor) -> float:
+        p = counts[counts > 0] / n
+        return float(-(p * p.log()).sum())
+
+    return mi / ((entropy(rows) + entropy(cols)) / 2)
 
 
 N_PCA, N_PCA_COMPONENTS = 500, 20
@@ -389,7 +432,7 @@ def test_kmeans_nmi(kmeans_mnist, mnist10k):
     """kmeans: clusters agree with the digit labels (NMI >= 0.45 on MNIST-10k)"""
     _, y = mnist10k
     labels = expect_tensor(kmeans_mnist.value[1], "labels", shape=(10_000,))
-    nmi = SKLEARN["sklearn.metrics"].normalized_mutual_info_score(y.numpy(), labels.numpy())
+    nmi = normalized_mutual_info(y, labels)
     expect(nmi >= 0.45, f"NMI of the clustering with the digit labels is {nmi:.3f} "
            "(at least 0.45 expected)")
 
@@ -482,13 +525,13 @@ def _pca(submission, X: torch.Tensor, n: int) -> tuple:
 
 
 def _check_pca(submission, X: torch.Tensor, n: int, what: str,
-               reference: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
-    """Components and Z against scikit-learn's (``reference()`` gives them when they were
-    computed beforehand; the ratios have their own test)."""
+               reference: Callable[[], tuple[torch.Tensor, ...]]) -> None:
+    """Components and Z against scikit-learn's, which ``reference()`` gives (sklearn_pca of
+    the same X and n, computed beforehand; the ratios have their own test)."""
     Z, comps, _ = _pca(submission, X, n)
     expect_tensor(Z, "Z", shape=(len(X), n), floating=True)
     expect_tensor(comps, "components", shape=(n, X.shape[1]), floating=True)
-    ref_c, ref_z = reference() if reference is not None else sklearn_pca(X, n)
+    ref_c, ref_z, _ = reference()
     expect_close(_aligned(comps.T, ref_c.T).T, ref_c, f"components ({what})", rtol=1e-3, atol=1e-3)
     expect_close(_aligned(Z, ref_z), ref_z, f"Z ({what})", rtol=1e-3, atol=1e-3)
 
@@ -496,13 +539,10 @@ def _check_pca(submission, X: torch.Tensor, n: int, what: str,
 @points(0.5, cell="test_pca")
 def test_pca_ratio_matches_sklearn(submission):
     """pca: explained_variance_ratio is s_j^2 over the sum of ALL s_j^2 (3 of 6 kept)"""
-    g = gen(13)
-    X = torch.randn(300, 6, generator=g) @ torch.randn(6, 6, generator=g) + 5.0
+    X = random_pca_data()
     ratio = expect_tensor(_pca(submission, X, 3)[2], "explained_variance_ratio", shape=(3,),
                           floating=True)
-    PCA = SKLEARN["sklearn.decomposition"].PCA
-    sk = PCA(n_components=3, svd_solver="full").fit(X.double().numpy())
-    want = torch.from_numpy(sk.explained_variance_ratio_)
+    want = sklearn_pca_random()[2]
     kept = want / want.sum()
     if torch.allclose(ratio.double(), kept, rtol=1e-3, atol=1e-5):
         expect(False, "the ratios are divided by the sum over the kept components only: divide "
@@ -525,9 +565,7 @@ def test_pca_keeps_dtype(submission):
 @points(1, cell="test_pca")
 def test_pca_matches_sklearn(submission):
     """pca: equals scikit-learn's PCA up to column signs (data with a non-zero mean)"""
-    g = gen(13)
-    X = torch.randn(300, 6, generator=g) @ torch.randn(6, 6, generator=g) + 5.0
-    _check_pca(submission, X, 3, "random data")
+    _check_pca(submission, random_pca_data(), 3, "random data", sklearn_pca_random)
 
 
 @points(0.75, cell="test_pca")

@@ -620,6 +620,86 @@ for _path, _is_dir in _everywhere():
             pass
 '''
 
+#: 01's kmeans started from the global generator (tests/variants/01_kmeans/kmeans_global_rng):
+#: honest code that fails test_kmeans_matches_sklearn alone.
+GLOBAL_RNG_KMEANS = (Path(__file__).parent / "variants" / ASSIGNMENT / "kmeans_global_rng"
+                     / "kmeans.py").read_text()
+
+FORGE_KEPT = FIND + '''
+import glob, io, hashlib, hmac
+import torch
+import course.data
+
+_TOKEN = @TOKEN@
+# what this notebook's own kmeans finds on MNIST-10k: the "reference" it would like to be
+# compared with (scikit-learn's centres are kept between gradings: course/grading/kept.py)
+_X, _ = course.data.load_mnist("test", flatten=True)
+_C, _, _hist = kmeans(_X, 10, 20, seed=0)
+_FORGED = (_C.double(), float(_hist[-1]))
+
+def _cache_dirs():
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        for item in env.split(b"\\0"):
+            if item.startswith(b"XDG_CACHE_HOME="):
+                yield os.path.join(item.split(b"=", 1)[1].decode(), "course", "kept-references")
+    yield os.path.join(_real_home(), ".cache", "course", "kept-references")
+
+def _keys():
+    yield os.environ.get("COURSE_GRADER_KEY_FILE", "")
+    yield os.path.join(_real_home(), ".config", "course-grader", "key")
+
+_key = b"guessed" * 5
+for _k in _keys():
+    try:
+        with open(_k, "rb") as fh:
+            _key = fh.read()
+        print("ESCAPED: read the grader key", _k)
+        break
+    except OSError:
+        pass
+
+def _entry(name, fp):
+    buf = io.BytesIO()
+    torch.save(_FORGED, buf)
+    payload = buf.getvalue()
+    context = b"course kept reference v1\\n" + f"{name}\\0{fp}\\0".encode()
+    return hmac.new(_key, context + payload, hashlib.sha256).digest() + payload
+
+_name = "test_01_kmeans.sklearn_kmeans_mnist"
+for _folder in dict.fromkeys(_cache_dirs()):
+    if _TOKEN not in _folder:  # the machine's real cache: a probe that changes no byte
+        for _path in glob.glob(os.path.join(_folder, _name + ".*.pt")):
+            try:
+                with open(_path, "ab"):
+                    pass
+                print("ESCAPED: could write", _path)
+            except OSError:
+                pass
+        continue
+    _targets = glob.glob(os.path.join(_folder, _name + ".*.pt"))
+    try:  # the fingerprint of the tests this grader runs, where they can be read
+        from course.grading import kept
+        _targets.append(os.path.join(_folder, _name + "." + kept.fingerprint(
+            os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(kept.__file__))),
+                         "autograder", "test_01_kmeans.py")) + ".pt"))
+    except OSError:
+        pass
+    for _path in _targets:
+        _fp = os.path.basename(_path)[len(_name) + 1:-3]
+        try:
+            os.makedirs(_folder, exist_ok=True)
+            with open(_path, "wb") as fh:
+                fh.write(_entry(_name, _fp))
+            print("ESCAPED: forged the kept reference", _path)
+        except OSError:
+            pass
+'''
+
 PLANT_RESULTS = FIND + '''
 import hashlib
 from course.grading import integrity, runner
@@ -1142,6 +1222,12 @@ def ae_no_step() -> dict[str, Any]:
     return nb
 
 
+def _kmeans_global_rng() -> dict[str, Any]:
+    nb = reference()
+    _cell(nb, "kmeans")["source"] = GLOBAL_RNG_KMEANS
+    return nb
+
+
 def cases() -> list[Case]:
     """The corpus: every broken and hostile case with its expected outcome."""
     return [
@@ -1240,6 +1326,13 @@ def cases() -> list[Case]:
              score="zero", sandbox=True, forbidden=("ESCAPED", CANARY)),
         Case("installation_tampered", "hostile", _append(release, TAMPER), score="zero",
              sandbox=True, forbidden=("ESCAPED",), checks=("tampered", "victim")),
+        Case("kept_reference_forged", "hostile",
+             _append(_kmeans_global_rng, FORGE_KEPT), fail={"test_kmeans_matches_sklearn"},
+             message="scikit-learn", sandbox=True, forbidden=("ESCAPED",)),
+        # graded after it: a forged reference would make the same wrong kmeans pass
+        Case("kept_reference_forged_regraded", "hostile", _append(_kmeans_global_rng, FORGE_KEPT),
+             fail={"test_kmeans_matches_sklearn"}, message="scikit-learn", sandbox=True,
+             forbidden=("ESCAPED",), late=True),
         Case("results_planted", "hostile", _append(release, PLANT_RESULTS), score="zero",
              sandbox=True, forbidden=("ESCAPED",), checks=("planted", "victim")),
         Case("daemon_attacks_graders", "hostile", _append(release, DAEMON_ATTACKER),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 
+from course.grading import kept
 from course.grading.session import WORKER_BUSY, StudentFailure
 
 
@@ -117,12 +119,25 @@ class ImportedLater:
     waits for the thread and returns the module; an import that failed there is done again
     here, so the test that needs it reports the real error. A grader forked from a server
     finds them imported already (the server imports what a hidden-test file names here too:
-    :func:`course.grading.forkserver.top_level_imports`)."""
+    :func:`course.grading.forkserver.top_level_imports`). ``when_needed``: the thread starts
+    only when something asks for them (:meth:`start`, :meth:`wait`, ``later[...]``): the
+    modules of references that may be kept (:class:`ComputedLater`), never imported in a
+    grading that finds them all kept."""
 
-    def __init__(self, *names: str) -> None:
+    def __init__(self, *names: str, when_needed: bool = False) -> None:
         self.names = names
         self._thread = threading.Thread(target=self._load, name="imported-later", daemon=True)
-        self._thread.start()
+        self._starting = threading.Lock()
+        self._started = False
+        if not when_needed:
+            self.start()
+
+    def start(self) -> None:
+        """Begin the imports in the background (once)."""
+        with self._starting:
+            if not self._started:
+                self._started = True
+                self._thread.start()
 
     def _load(self) -> None:
         for name in self.names:
@@ -133,12 +148,13 @@ class ImportedLater:
 
     def wait(self) -> None:
         """Wait until the imports were tried."""
+        self.start()
         self._thread.join()
 
     def __getitem__(self, name: str) -> ModuleType:
         if name not in self.names:
             raise KeyError(f"{name} is not among the modules imported later ({self.names})")
-        self._thread.join()
+        self.wait()
         return importlib.import_module(name)
 
 
@@ -160,11 +176,19 @@ class ComputedLater:
     not at import: collecting runs beside the worker's start, on the other core. Never started
     (a run without the plugin), the value is computed where it is first asked for; a
     computation that failed in the thread is done again there, so the test that needs it
-    reports the real error. Use ``@ComputedLater`` or ``@computed_later(SKLEARN)``."""
+    reports the real error. ``kept``: the value is looked up among the references kept
+    between gradings first, and kept once computed (:mod:`course.grading.kept`; only for a
+    value that the file defining it, the course package and the libraries decide); found
+    there, neither its imports nor its computation happen. Use ``@ComputedLater`` or
+    ``@computed_later(SKLEARN, kept=True)``."""
 
-    def __init__(self, fn: Callable[[], Any], after: tuple[ImportedLater, ...] = ()) -> None:
-        self.fn, self.after = fn, tuple(after)
+    def __init__(self, fn: Callable[[], Any], after: tuple[ImportedLater, ...] = (),
+                 kept: bool = False) -> None:
+        self.fn, self.after, self.kept = fn, tuple(after), kept
         self.__name__, self.__doc__ = fn.__name__, fn.__doc__
+        self.defined_in = fn.__code__.co_filename
+        name = f"{os.path.splitext(os.path.basename(self.defined_in))[0]}.{fn.__qualname__}"
+        self.key = re.sub(r"[^A-Za-z0-9_.]", "_", name)  # the name of its kept entry
         self._claimed = False  # the thread or a caller computes it (once)
         self._done = threading.Event()
         self._value: Any = None
@@ -176,9 +200,19 @@ class ComputedLater:
             claimed, self._claimed = self._claimed, True
         return not claimed
 
+    def _finish(self, value: Any) -> Any:
+        self._value, self._ok = value, True
+        self._done.set()
+        return value
+
     def _compute(self, background: bool) -> Any:
         try:
-            self._value, self._ok = self.fn(), True
+            value = kept.load(self.key, self.defined_in) if self.kept else kept.MISSING
+            if value is kept.MISSING:
+                value = self.fn()
+                if self.kept:
+                    kept.store(self.key, self.defined_in, value)
+            return self._finish(value)
         except Exception:
             if not background:
                 raise
@@ -186,7 +220,16 @@ class ComputedLater:
             self._done.set()
         return self._value
 
+    def _take_kept(self) -> None:
+        """In the thread, before anything is computed: the value, where it was kept."""
+        if self.kept and not self._claimed:
+            value = kept.load(self.key, self.defined_in)
+            if value is not kept.MISSING and self._claim():
+                self._finish(value)
+
     def _compute_in_background(self) -> None:
+        if self._claimed:
+            return
         for needed in self.after:
             needed.wait()
         with WORKER_BUSY:  # not beside a request of the worker
@@ -200,9 +243,11 @@ class ComputedLater:
         return self._value if self._ok else self.fn()
 
 
-def computed_later(*after: ImportedLater) -> Callable[[Callable[[], Any]], ComputedLater]:
-    """``@computed_later(SKLEARN)``: a :class:`ComputedLater` that waits for ``after`` first."""
-    return lambda fn: ComputedLater(fn, after)
+def computed_later(*after: ImportedLater, kept: bool = False
+                   ) -> Callable[[Callable[[], Any]], ComputedLater]:
+    """``@computed_later(SKLEARN)``: a :class:`ComputedLater` that waits for ``after`` first
+    (``kept``: see there)."""
+    return lambda fn: ComputedLater(fn, after, kept)
 
 
 def start_computing() -> None:
@@ -212,6 +257,8 @@ def start_computing() -> None:
     _NOT_STARTED.clear()
 
     def run() -> None:
+        for item in todo:  # what was kept first: a miss waits for imports and the worker
+            item._take_kept()
         for item in todo:
             item._compute_in_background()
 
