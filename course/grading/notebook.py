@@ -31,10 +31,23 @@ class SubmissionError(CourseError):
     """The submission cannot be graded at all (not a notebook)."""
 
 
+#: Lines IPython rewrites although the cell may parse as Python: pasted console prompts
+#: (``In [3]: x = 1`` is an annotated assignment to Python, ``x = 1`` to a notebook's kernel).
+_PROMPTS = re.compile(r"^\s*(>>>|\.{3,}:|((\[nav\]|\[ins\])? )?In \[\d+\]: )", re.MULTILINE)
+
+
 def to_python(source: str) -> str:
-    """Translate IPython syntax (``%magic``, ``!cmd``) into plain Python calls."""
-    if "%" not in source and "!" not in source:
-        return source
+    """Translate IPython syntax (``%magic``, ``!cmd``, ``obj?``, pasted prompts) into plain
+    Python as a notebook's kernel would. A cell that is plain Python already (``!=`` and
+    ``{x!r}`` included) comes back as it is, without importing IPython (0.04 to 0.05 s of the
+    worker's first request and of the grader's first look at a cell's names)."""
+    if not _PROMPTS.search(source):
+        try:
+            ast.parse(source)
+        except (SyntaxError, ValueError):
+            pass
+        else:
+            return source
     try:
         from IPython.core.inputtransformer2 import TransformerManager
     except ImportError:  # pragma: no cover - IPython ships with ipykernel
