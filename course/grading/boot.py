@@ -83,10 +83,14 @@ def main(argv: list[str] | None = None) -> None:
 def run(fd_in: int, fd_out: int, spec: dict) -> None:
     """Confine this process as ``spec`` says, then serve on ``fd_in``/``fd_out``; never return
     (also the entry of a worker forked from a template: :mod:`course.grading.zygote`)."""
+    # what the grader put in the scratch folder's matplotlib folder (its font list,
+    # course.grading.fonts), read now: the lockdown replaces the scratch folder with a new one
+    config = _read_folder(Path(spec["scratch"]) / ".mpl") if spec.get("lockdown") else {}
     applied = confine_self(spec)
     if spec.get("lockdown") or applied["uid"] is not None:
         os.environ.update(HOME=str(Path.cwd()), TMPDIR=str(Path.cwd()),
                           MPLCONFIGDIR=str(Path.cwd() / ".mpl"))
+    _write_folder(Path(os.environ.get("MPLCONFIGDIR") or ".mpl"), config)
     # torch is imported only now, confined (a worker forked from a template has it already:
     # imported by trusted code, in a process that has run nothing of anyone's)
     from course.grading import worker
@@ -94,6 +98,25 @@ def run(fd_in: int, fd_out: int, spec: dict) -> None:
     worker.preload(spec.get("preload") or ())
     worker.serve(fd_in, fd_out, applied)
     leave_now(0)
+
+
+def _read_folder(folder: Path) -> dict[str, bytes]:
+    """The files of ``folder`` (none where it cannot be read)."""
+    try:
+        return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    except OSError:
+        return {}
+
+
+def _write_folder(folder: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` into ``folder`` where they are not yet (nothing fails the start)."""
+    for name, data in files.items():
+        try:
+            folder.mkdir(exist_ok=True)
+            if not (folder / name).exists():
+                (folder / name).write_bytes(data)
+        except OSError:
+            pass
 
 
 def leave_now(code: int) -> None:

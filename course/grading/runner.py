@@ -39,7 +39,7 @@ from typing import Any
 
 from course.cores import usable_cores
 from course.errors import CourseError
-from course.grading import forkserver, integrity
+from course.grading import fonts, forkserver, integrity
 from course.grading.plaintext import MAX_MESSAGE, MAX_TYPE, MAX_WHERE, markdown, one_line
 from course.paths import PACKAGE_DIR, assignment_ids, repo_root
 from course.submissions import release_path
@@ -621,6 +621,7 @@ def grade_jobs(jobs: list[Job], out_dir: Path, settings: Settings, jobs_in_paral
         # each submission gets its share of the cores: two graders with a worker each, all
         # using every core, ran the small-batch training of 05 2.5 times slower than one
         settings = replace(settings, threads=thread_share(jobs_in_parallel))
+    fonts.ensure()  # matplotlib's font list for the workers, built once per machine
     results: dict[int, dict[str, Any]] = {}
     bar = None
     if progress:

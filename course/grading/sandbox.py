@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from course.grading import cputime, macos, protocol, zygote
+from course.grading import cputime, fonts, macos, protocol, zygote
 from course.grading.cgroups import WorkerCgroup
 from course.grading.confine import readable_by_others
 from course.grading.lockdown import needed_paths
@@ -416,7 +416,8 @@ class WorkerProcess:
                 "scratch_mb": self.limits.file_mb,
             }
         if uid is not None:
-            os.chown(self.scratch, uid, uid)
+            for path in (self.scratch, *self.scratch.rglob("*")):  # and what fonts.give put
+                os.chown(path, uid, uid)
         return spec
 
     def start(self) -> None:
@@ -432,6 +433,7 @@ class WorkerProcess:
         ``template``: fork it from a worker template where one is available (see
         :mod:`course.grading.zygote`)."""
         self.scratch = Path(tempfile.mkdtemp(prefix="course-worker-"))
+        fonts.give(self.scratch / ".mpl")  # matplotlib's font list: no scan of the fonts
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         for fd in (self._to_worker, from_worker_w):  # tensors cross these
