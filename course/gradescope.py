@@ -63,6 +63,11 @@ chmod a+rx "$ROOT"
 chmod -R a+rX "$ROOT/venv/" "$ROOT/data"
 chmod -R go-rwx "$ROOT/source"
 mkdir -p "$ROOT/results" && chmod 700 "$ROOT/results"
+# What each submission's grading would otherwise compute again, kept in the image: the
+# workers' matplotlib font list and the hidden tests' scikit-learn references (signed with
+# the grader key this creates; run_autograder runs as this same user and finds both)
+COURSE_ROOT="$ROOT/source/{bundle}" COURSE_DATA="${{COURSE_DATA:-$ROOT/data}}" \\
+    "$ROOT/venv/bin/python" -P -m course.gradescope prepare {assignment}
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -110,7 +115,8 @@ def build(assignment: str, out_dir: Path | None = None, root: Path | None = None
     target = out_dir / f"{assignment}.zip"
     with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".zip.part", delete=False) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            _add_script(zf, "setup.sh", SETUP_SH.format(bundle=BUNDLE, user=STUDENT_USER))
+            _add_script(zf, "setup.sh", SETUP_SH.format(bundle=BUNDLE, user=STUDENT_USER,
+                                                        assignment=assignment))
             _add_script(zf, "run_autograder",
                         RUN_AUTOGRADER.format(bundle=BUNDLE, assignment=assignment,
                                                   user=STUDENT_USER))
@@ -168,13 +174,31 @@ def run(assignment: str, autograder_root: Path) -> dict:
     return results
 
 
+def prepare(assignment: str) -> list[str]:
+    """Done once while the image is built (setup.sh): what each submission's grading would
+    otherwise compute again, kept in this user's caches: the workers' matplotlib font list
+    (:mod:`course.grading.fonts`) and the hidden tests' kept references
+    (:mod:`course.grading.kept`). Returns the names of the references kept."""
+    from course.grading import fonts, kept, runner
+
+    fonts.ensure()
+    return kept.warm(runner.hidden_tests(assignment))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course.gradescope")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="grade a Gradescope submission (used by run_autograder)")
     p.add_argument("assignment")
     p.add_argument("--root", type=Path, default=Path("/autograder"))
+    p = sub.add_parser("prepare", help="keep what every grading would compute again "
+                                       "(used by setup.sh)")
+    p.add_argument("assignment")
     args = parser.parse_args(argv)
+    if args.cmd == "prepare":
+        kept = prepare(args.assignment)
+        print(f"kept: {', '.join(kept) or 'nothing'}")
+        return 0
     try:
         results = run(args.assignment, args.root)
     except CourseError as exc:

@@ -198,7 +198,7 @@ def gradescope_root(bundle):
         _link_tree(data_dir(), root / "data")
         (venv / "canary.txt").write_text("trusted")
         env = {**os.environ, "AUTOGRADER_ROOT": str(root), "COURSE_STUDENT_USER": "nobody",
-               "COURSE_SETUP_SKIP_INSTALL": "1"}
+               "COURSE_SETUP_SKIP_INSTALL": "1", "XDG_CACHE_HOME": str(root / "cache")}
         subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env, check=True,
                        capture_output=True, timeout=120)
         (root / "submission").mkdir()
@@ -242,6 +242,24 @@ def test_setup_hardens_the_layout(gradescope_root):
     assert mode(gradescope_root / "venv") == "0o755"
     course_pkg = next((gradescope_root / "venv").rglob("course/grading/worker.py"))
     assert mode(course_pkg) == "0o644"
+
+
+def test_setup_keeps_what_every_grading_would_compute_again(gradescope_root):
+    """setup.sh builds the workers' font list and keeps 01's scikit-learn references in the
+    image; a grading in a container of that image finds them (it keeps nothing anew)."""
+    cache = gradescope_root / "cache" / "course"
+    kept = {p.name: p.stat().st_mtime_ns
+            for p in (cache / "kept-references").glob(f"test_{ASSIGNMENT}.*.pt")}
+    assert len(kept) == 3, kept
+    assert len(list((cache / "matplotlib-fonts").glob("fontlist-v*.json"))) == 1
+    write_notebook(reference_submission(ASSIGNMENT),
+                   gradescope_root / "submission" / f"{ASSIGNMENT}.ipynb")
+    res = run_autograder(gradescope_root, COURSE_SANDBOX_DISABLE="unshare,cgroups",
+                         COURSE_STUDENT_USER="nobody", COURSE_DATA=str(gradescope_root / "data"),
+                         XDG_CACHE_HOME=str(gradescope_root / "cache"))
+    assert res["score"] == res["max_score"] > 0, res["output"]
+    assert {p.name: p.stat().st_mtime_ns
+            for p in (cache / "kept-references").glob(f"test_{ASSIGNMENT}.*.pt")} == kept
 
 
 def test_run_autograder_hands_student_code_its_own_uid(gradescope_root):

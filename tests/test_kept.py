@@ -222,3 +222,26 @@ def test_01_keeps_its_scikit_learn_references(monkeypatch) -> None:
     uses = [line for line in source.splitlines() if 'SKLEARN["' in line]
     assert len(uses) == 2 and all("KMeans" in u or "PCA(" in u for u in uses), uses
     assert os.path.basename(refs[0].defined_in) == "test_01_kmeans.py"
+
+
+def test_warm_keeps_every_kept_reference_of_a_tests_file(cache, tmp_path, monkeypatch) -> None:
+    """What Gradescope's setup.sh runs (course.gradescope prepare): every kept reference the
+    file defines is computed and kept; one that fails is left to the grading (which reports
+    the real error); the others are kept all the same."""
+    monkeypatch.setattr(checks, "_NOT_STARTED", [])
+    tests_file = tmp_path / "test_warm.py"
+    tests_file.write_text(
+        "import torch\n"
+        "from course.grading.checks import ComputedLater, computed_later\n"
+        "@computed_later(kept=True)\n"
+        "def reference():\n"
+        "    return torch.ones(3)\n"
+        "@computed_later(kept=True)\n"
+        "def broken():\n"
+        "    raise ValueError('left to the grading')\n"
+        "@ComputedLater\n"
+        "def not_kept():\n"
+        "    return 1\n")
+    assert kept.warm(tests_file) == ["test_warm.reference"]
+    assert torch.equal(kept.load("test_warm.reference", tests_file), torch.ones(3))
+    assert kept.load("test_warm.not_kept", tests_file) is kept.MISSING

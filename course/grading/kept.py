@@ -147,3 +147,26 @@ def store(name: str, defined_in: str | Path, value: Any) -> bool:
     except Exception:  # noqa: BLE001 - a value that cannot be kept is computed next time
         return False
     return True
+
+
+def warm(tests_file: str | Path) -> list[str]:
+    """Compute and keep every kept reference the hidden-test file ``tests_file`` defines, as
+    its first grading would (for an image built once and started for every submission:
+    Gradescope's setup.sh); the names of those now kept."""
+    from course.grading import checks
+
+    spec = importlib.util.spec_from_file_location(f"_kept_{Path(tests_file).stem}", tests_file)
+    if spec is None or spec.loader is None:
+        return []
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    done = []
+    for value in vars(module).values():
+        if isinstance(value, checks.ComputedLater) and value.kept:
+            try:
+                value()
+            except Exception:  # noqa: BLE001 - computed (and its error reported) when graded
+                continue
+            if load(value.key, value.defined_in) is not MISSING:
+                done.append(value.key)
+    return done
