@@ -491,6 +491,19 @@ def _everywhere():
 def _grade_id(cell):
     return (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
 
+def _environ_values(name):
+    """The values of the variable `name` in every process environment this one can read."""
+    prefix = name.encode() + b"="
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read()
+        except OSError:
+            continue
+        for item in env.split(b"\\0"):
+            if item.startswith(prefix):
+                yield item[len(prefix):].decode()
+
 SOLUTION_IDS = ("pairwise_sq_dists", "assign_clusters", "update_centroids", "kmeans", "pca")
 '''
 
@@ -638,15 +651,8 @@ _C, _, _hist = kmeans(_X, 10, 20, seed=0)
 _FORGED = (_C.double(), float(_hist[-1]))
 
 def _cache_dirs():
-    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = fh.read()
-        except OSError:
-            continue
-        for item in env.split(b"\\0"):
-            if item.startswith(b"XDG_CACHE_HOME="):
-                yield os.path.join(item.split(b"=", 1)[1].decode(), "course", "kept-references")
+    for value in _environ_values("XDG_CACHE_HOME"):
+        yield os.path.join(value, "course", "kept-references")
     yield os.path.join(_real_home(), ".cache", "course", "kept-references")
 
 def _keys():
@@ -709,15 +715,7 @@ _MARK = "corpus-" + "planted"
 
 def _key_files():
     """The grader's signing key: named in the graders' environment, or at its default place."""
-    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = fh.read()
-        except OSError:
-            continue
-        for item in env.split(b"\\0"):
-            if item.startswith(b"COURSE_GRADER_KEY_FILE="):
-                yield item.split(b"=", 1)[1].decode()
+    yield from _environ_values("COURSE_GRADER_KEY_FILE")
     yield os.path.join(_real_home(), ".config", "course-grader", "key")
 
 _signed = False
