@@ -282,8 +282,12 @@ def _grade_seconds(assignment: str, folder: Path, disabled: str = "",
                        assignment) for i in range(n)]
     with _env("COURSE_SANDBOX_DISABLE", disabled):
         start = time.perf_counter()
+        # references kept on both sides, the isolation off or not (where it is off, `course
+        # grade` would keep none: a worker could plant them), so that the rows compare the
+        # same work
         graded = runner.grade_jobs(jobs, folder / "out", runner.Settings(
-            force=True, allow_weak_isolation=bool(disabled), prestart=prestart),
+            force=True, allow_weak_isolation=bool(disabled), prestart=prestart,
+            kept_references=True),
             jobs_in_parallel=parallel, progress=False)
         seconds = time.perf_counter() - start
     bad = [job.name for job, res in graded if res.get("score") != res.get("max_score")

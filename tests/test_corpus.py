@@ -447,3 +447,34 @@ def test_grader_refuses_weak_isolation(tmp_path, monkeypatch):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and "'weak'" in lines[0], proc.stderr
     assert not list(tmp_path.rglob(runner.RESULTS))
+
+
+def test_weak_isolation_trusts_no_kept_reference(tmp_path, monkeypatch):
+    """References kept by a sandboxed grading; then, with every layer off (allowed on
+    purpose), the kept-reference forger of the corpus reads the grader key and overwrites
+    them with signed forgeries; the run allows weak isolation, so no grader of it reads them:
+    the same wrong kmeans graded next still fails test_kmeans_matches_sklearn."""
+    token = hf.new_token()
+    root = tmp_path / token
+    monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
+    corpus.aim(corpus.Targets(token=token, root=str(root)))
+    try:
+        cases = {c.name: c for c in corpus.cases()}
+        graded = {}
+        for name in ("baseline_reference", "kept_reference_forged",
+                     "kept_reference_forged_regraded"):
+            nb = root / "submitted" / name / f"{corpus.ASSIGNMENT}.ipynb"
+            nb.parent.mkdir(parents=True)
+            honest = name.startswith("baseline")
+            nb.write_bytes(corpus.baselines()[name][1] if honest else cases[name].build())
+            monkeypatch.setenv("COURSE_SANDBOX_DISABLE",
+                               "" if honest else "unshare,cgroups,landlock,seccomp,uid")
+            graded[name] = runner.grade_job(
+                runner.Job(name, nb, corpus.ASSIGNMENT), root / "grades",
+                runner.Settings(force=True, allow_weak_isolation=not honest))
+    finally:
+        corpus.aim(corpus.Targets())
+    output = (root / "grades" / "kept_reference_forged" / "worker-output.txt").read_text()
+    assert "ESCAPED: forged the kept reference" in output  # the attack did happen
+    for name in ("kept_reference_forged", "kept_reference_forged_regraded"):
+        assert _failed(graded[name]) == {"test_kmeans_matches_sklearn"}, name

@@ -245,3 +245,42 @@ def test_warm_keeps_every_kept_reference_of_a_tests_file(cache, tmp_path, monkey
     assert kept.warm(tests_file) == ["test_warm.reference"]
     assert torch.equal(kept.load("test_warm.reference", tests_file), torch.ones(3))
     assert kept.load("test_warm.not_kept", tests_file) is kept.MISSING
+
+
+def test_a_run_that_allows_weak_isolation_keeps_no_reference(cache, tmp_path, monkeypatch) -> None:
+    """Where weak isolation is allowed a worker may write the cache and read the key, so such
+    a grader neither reads nor keeps references: the runner says so on the grader's command
+    line, the plugin switches kept references off before any test."""
+    from course.grading import runner
+
+    calls = []
+    monkeypatch.setattr(runner.subprocess, "run", lambda cmd, **kw: calls.append(cmd)
+                        or type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})())
+    monkeypatch.setattr(runner, "release_notebook", lambda a, root=None: tmp_path / "r.ipynb")
+    job = runner.Job("s", tmp_path / "s.ipynb", "01_kmeans")
+    for settings, off in ((runner.Settings(), False),
+                          (runner.Settings(allow_weak_isolation=True), True),
+                          (runner.Settings(allow_weak_isolation=True, kept_references=True),
+                           False)):
+        runner.run_hidden_tests(job, settings, tmp_path / "report.json")
+        assert ("--no-kept-references" in calls[-1]) is off, settings
+
+    defined_in = _tests_file(tmp_path)
+    kept.store("t.ref", defined_in, VALUE)
+    monkeypatch.setattr(kept, "ENABLED", False)
+    assert kept.load("t.ref", defined_in) is kept.MISSING
+    assert kept.store("t.other", defined_in, VALUE) is False
+    monkeypatch.setattr(kept, "ENABLED", True)
+    assert kept.load("t.other", defined_in) is kept.MISSING
+
+    (tmp_path / "test_switch.py").write_text(
+        "from course.grading import kept\n"
+        "def test_switched_off():\n"
+        "    assert kept.ENABLED is False\n")
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("PYTEST_ADDOPTS", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "course.grading.plugin", "-o", "addopts=",
+                           "--no-kept-references", str(tmp_path / "test_switch.py")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

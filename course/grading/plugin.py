@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from course.errors import CourseError
-from course.grading import plaintext
+from course.grading import kept, plaintext
 from course.grading.boot import leave_now
 from course.grading.session import (
     Budget,
@@ -55,6 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--threads", type=int, default=0, help="torch threads in the worker")
     group.addoption("--allow-weak-isolation", action="store_true",
                     help="run student code even where the sandbox is below 'contained'")
+    group.addoption("--no-kept-references", action="store_true",
+                    help="neither read nor keep references between gradings (weak isolation)")
     group.addoption("--skip", default="",
                     help="comma-separated test names already decided by an earlier run")
 
@@ -64,6 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config._course_records = []  # type: ignore[attr-defined]
     config._course_collected = []  # type: ignore[attr-defined]
     config._course_launched = None  # type: ignore[attr-defined]
+    if config.getoption("--no-kept-references", False):
+        kept.ENABLED = False  # before collection: no reference is looked up before this
     if config.getoption("--submission", None) and not config.getoption("collectonly", False):
         # the worker boots (confines itself, imports torch: seconds) while this process
         # imports torch and the hidden tests (nothing it loaded so far imports torch: the two

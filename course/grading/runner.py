@@ -85,6 +85,9 @@ class Settings:
     threads: int = 0  # torch threads of each worker and grader; 0: cores / submissions at once
     force: bool = False
     allow_weak_isolation: bool = False  # grade even where the sandbox is below "contained"
+    #: read and keep references between gradings (course.grading.kept); None: unless weak
+    #: isolation is allowed (a worker could then plant one for later gradings)
+    kept_references: bool | None = None
     prestart: bool = True  # a class's graders fork from one that imported the tests' modules
 
 
@@ -197,6 +200,7 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
         "--device", settings.device, "--budget", str(settings.budget_s),
         "--threads", str(settings.threads), "--report", str(report),
         *(["--allow-weak-isolation"] if settings.allow_weak_isolation else []),
+        *([] if _keeps_references(settings) else ["--no-kept-references"]),
         *(["--skip", ",".join(skip)] if skip else []),
     ]
     # "no:unraisableexception": that plugin's pytest_unconfigure runs a full gc.collect() to
@@ -237,6 +241,12 @@ def run_hidden_tests(job: Job, settings: Settings, report: Path,
     except subprocess.TimeoutExpired as exc:
         return None, _text(exc.stdout)[-2000:] + _text(exc.stderr)[-2000:]
     return proc.returncode, (proc.stdout + proc.stderr)[-4000:]
+
+
+def _keeps_references(settings: Settings) -> bool:
+    if settings.kept_references is not None:
+        return settings.kept_references
+    return not settings.allow_weak_isolation
 
 
 def _tail(path: Path, chars: int) -> str:
