@@ -92,10 +92,11 @@ def ensure() -> Path | None:
         built = sorted(work.glob("fontlist-v*.json"))
         if proc.returncode != 0 or len(built) != 1:
             return None
-        for old in base.glob("fontlist-v*.json"):
-            old.unlink(missing_ok=True)
         target = base / built[0].name
         os.replace(built[0], target)
+        for old in base.glob("fontlist-v*.json"):  # another matplotlib's format
+            if old.name != target.name:
+                old.unlink(missing_ok=True)
         return target
     except (OSError, subprocess.SubprocessError):
         return None
