@@ -494,38 +494,52 @@ def markdown(rows: list[Row], context: dict[str, Any]) -> str:
 
 
 def plot(rows: list[Row], path: Path) -> None:
-    """The ratios as horizontal bars, a line at 1, and each row's target as a black mark (the
-    bar red when it falls short of it)."""
+    """The ratios as horizontal bars on a logarithmic axis, each drawn from 1 (as fast as the
+    alternative) to its ratio: right when the bundle is faster, left when it is slower, so
+    0.9x and 31x both read at a glance; each row's target is a black mark (the bar red when
+    it falls short of it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import textwrap
 
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    fig, ax = plt.subplots(figsize=(10, 0.75 * len(rows) + 1.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(rows) + 1.4), layout="constrained")
     labels = ["\n".join(textwrap.wrap(f"{r.section}: {r.case} ({r.ours} vs {r.theirs})", 60))
               for r in rows]
     ratios = [r.ratio for r in rows]
     colours = ["tab:red" if r.met is False else "tab:green" if r.met or r.ratio >= 1
                else "tab:orange" if r.ratio >= 0.9 else "tab:red" for r in rows]
-    ax.barh(range(len(rows)), ratios, color=colours)
+    ax.set_xscale("log")
+    ax.barh(range(len(rows)), [v - 1.0 for v in ratios], left=1.0, color=colours)
     for i, (v, r) in enumerate(zip(ratios, rows, strict=True)):
-        # right of the bar, or of the target mark when the bar stops short of it
-        ax.text(max(v, r.target or 0.0), i, f" {v:.2f}x", va="center", fontsize=9)
+        # right of the bar, of the target mark when the bar stops short of it, and of the
+        # line at 1 when the bar goes left
+        ax.text(max(v, r.target or 0.0, 1.0), i, f" {v:.2f}x", va="center", fontsize=9)
     ax.axvline(1.0, color="black", lw=1)
-    right = max([*ratios, *(r.target for r in rows if r.target is not None)])
-    ax.set_xlim(0, right * 1.15)  # room for the last label
+    right = max([*ratios, *(r.target for r in rows if r.target is not None), 1.0])
+    left = min([*ratios, 1.0])
+    ax.set_xlim(min(0.5, left / 1.25), right * 1.9)  # room for the last label
+    ticks = [t for t in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500)
+             if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}x"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.grid(axis="x", color="0.85", lw=0.6, zorder=0)
+    ax.set_axisbelow(True)
     marked = [(i, r.target) for i, r in enumerate(rows) if r.target is not None]
     if marked:
-        ax.scatter([t for _, t in marked], [i for i, _ in marked], marker="|", s=900,
+        ax.scatter([t for _, t in marked], [i for i, _ in marked], marker="|", s=700,
                    color="black", linewidths=2.5, zorder=3, label="target (issue 18)")
         # above the bars, beside the title: it hides none of them
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
                   markerscale=0.4)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("how many times faster the bundle is (> 1: faster)")
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, no empty band above or below
+    ax.set_xlabel("how many times faster the bundle is (log scale; right of 1: faster, "
+                  "left: slower)")
     ax.set_title("course bench")
     fig.savefig(path, dpi=100)
     plt.close(fig)

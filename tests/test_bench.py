@@ -64,7 +64,14 @@ def test_the_plot_hides_no_bar_label_or_target(tmp_path, monkeypatch):
     right = ax.get_xlim()[1]
     labels = {t.get_text().strip(): t.get_position()[0] for t in ax.texts}
     assert labels["2.83x"] >= 3.0  # not on the target mark it falls short of
-    assert labels["5.00x"] == 5.0 and labels["0.98x"] == 0.98
+    assert labels["5.00x"] == 5.0
+    assert labels["0.98x"] == 1.0  # a bar going left: its label right of the line at 1
+    # bars run from 1 to the ratio on a log axis: a slower row's bar goes left of 1
+    assert ax.get_xscale() == "log"
+    spans = sorted(tuple(sorted((round(p.get_x(), 6), round(p.get_x() + p.get_width(), 6))))
+                   for p in ax.patches)
+    assert spans == [(0.98, 1.0), (1.0, 2.83), (1.0, 5.0)]
+    assert ax.get_xlim()[0] < 0.98
     renderer = fig.canvas.get_renderer()
     for text in ax.texts:  # whole, inside the axes
         assert text.get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1
